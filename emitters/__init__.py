@@ -1,0 +1,21 @@
+"""The client library pipeline processes import to emit events; it never raises into, or blocks, its host."""
+
+from emitters.config import EmitterConfig
+from emitters.emitter import Emitter, EmitterStats
+from emitters.errors import ConfigError, EmitterError, SinkError
+from emitters.sampler import SystemSampler
+from emitters.sink import RedisSink, Sink
+from emitters.tracking import Operation
+
+__all__ = [
+    "ConfigError",
+    "Emitter",
+    "EmitterConfig",
+    "EmitterError",
+    "EmitterStats",
+    "Operation",
+    "RedisSink",
+    "Sink",
+    "SinkError",
+    "SystemSampler",
+]

@@ -1,0 +1,5 @@
+"""`python -m processors` is the `pipepulse` command."""
+
+from processors.cli import main
+
+main()

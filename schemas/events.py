@@ -1,0 +1,118 @@
+"""The event types a pipeline emits, and the batch envelope that carries them.
+
+Events are frozen value objects. On the wire each event is a positional row
+`[type_tag, version, *fields]` (see `schemas.codec`): rows are what the emitter's
+hot path builds, so that encoding costs no per-event object creation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar, Final, Literal, Mapping, Union
+
+Scalar = Union[str, int, float, bool, None]
+
+TAG_OPERATION: Final = 1
+TAG_COUNT: Final = 2
+TAG_SYSTEM: Final = 3
+TAG_LIFECYCLE: Final = 4
+
+LifecycleKind = Literal["started", "stopped", "heartbeat"]
+SampleScope = Literal["process", "host"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OperationEvent:
+    """One timed unit of work of a component (a parse, a cache lookup, an extraction)."""
+
+    TAG: ClassVar[int] = TAG_OPERATION
+    VERSION: ClassVar[int] = 2
+    timestamp_s: float
+    component: str
+    operation: str
+    duration_ms: float
+    ok: bool
+    error_type: str | None = None
+    cache_hits: int = 0
+    cache_misses: int = 0
+    counters: Mapping[str, float] = field(default_factory=dict)
+    pid: int = 0
+    host: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CountEvent:
+    """A domain counter increment outside any operation (`files_processed += 1`)."""
+
+    TAG: ClassVar[int] = TAG_COUNT
+    VERSION: ClassVar[int] = 1
+    timestamp_s: float
+    component: str
+    name: str
+    value: float
+    pid: int = 0
+    host: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SystemSample:
+    """Resource use of one process, or of its whole host (`scope`)."""
+
+    TAG: ClassVar[int] = TAG_SYSTEM
+    VERSION: ClassVar[int] = 1
+    timestamp_s: float
+    component: str
+    scope: SampleScope
+    cpu_percent: float
+    rss_bytes: int
+    memory_total_bytes: int
+    read_bytes: int
+    write_bytes: int
+    threads: int
+    open_files: int
+    pid: int = 0
+    host: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LifecycleEvent:
+    """A component started, stopped, or is still alive; carries its configuration."""
+
+    TAG: ClassVar[int] = TAG_LIFECYCLE
+    VERSION: ClassVar[int] = 1
+    timestamp_s: float
+    component: str
+    kind: LifecycleKind
+    config: Mapping[str, Scalar] = field(default_factory=dict)
+    pid: int = 0
+    host: str = ""
+
+
+Event = Union[OperationEvent, CountEvent, SystemSample, LifecycleEvent]
+EVENT_TYPES: Final[tuple[type[OperationEvent] | type[CountEvent] | type[SystemSample] | type[LifecycleEvent], ...]] = (
+    OperationEvent,
+    CountEvent,
+    SystemSample,
+    LifecycleEvent,
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Batch:
+    """What one emitter sends as one stream entry.
+
+    `seq` is gap-free per `producer_id`, so a consumer can deduplicate retried
+    entries and detect lost ones. The drop counters are cumulative, so a lost
+    batch never hides earlier drops.
+    """
+
+    VERSION: ClassVar[int] = 1
+    producer_id: str
+    seq: int
+    sent_at_s: float
+    component: str
+    pid: int
+    host: str
+    dropped_total: int
+    invalid_total: int
+    events: tuple[Event, ...]

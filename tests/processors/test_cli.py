@@ -1,0 +1,70 @@
+"""The pipepulse command as users run it: real processes, the real embedded server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import redis
+
+from emitters import Emitter
+from processors.embedded import EmbeddedServer, free_port
+
+from tests.conftest import wait_until
+
+PIPEPULSE = [sys.executable, "-m", "processors"]
+
+
+def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIPEPULSE_")}
+    return {**env, "PIPEPULSE_STATE_DIR": str(tmp_path / "state"), **extra}
+
+
+def test_server_runs_in_the_foreground_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    env = env_for(tmp_path, PIPEPULSE_SERVER_PORT=str(free_port()))
+    proc = subprocess.Popen([*PIPEPULSE, "server"], env=env, stdout=subprocess.PIPE, text=True)
+    url_file = tmp_path / "state" / "server.url"
+    url = wait_until(lambda: url_file.exists() and url_file.read_text(), what="the server URL")
+    client = redis.Redis.from_url(url)
+    assert client.ping()
+    client.xadd("pipepulse:events", {"b": b"\xc1"})
+    # another command attaches to the running server instead of starting its own
+    tail = subprocess.run([*PIPEPULSE, "tail", "--from-start", "--count", "1"], env=env, capture_output=True, text=True, timeout=30)
+    client.close()
+    assert tail.returncode == 0, tail.stderr
+    assert json.loads(tail.stdout)["rejected"] == "malformed_msgpack"
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert url in out
+    assert not url_file.exists()
+    assert (tmp_path / "state" / "data" / "appendonlydir").is_dir()  # AOF on by default
+
+
+def test_tail_decodes_events_and_reports_rejected_entries(real_server: EmbeddedServer, tmp_path: Path) -> None:
+    client = redis.Redis.from_url(real_server.url)
+    client.flushall()
+    em = Emitter("parser", redis_url=real_server.url)
+    em.record("parse_file", duration_ms=12.5, ok=False, error_type="SyntaxError")
+    em.close()
+    client.xadd("pipepulse:events", {"b": b"\xc1"})
+    result = subprocess.run(
+        [*PIPEPULSE, "--redis-url", real_server.url, "tail", "--from-start", "--count", "2"],
+        env=env_for(tmp_path), capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line.get("type") or line.get("rejected") for line in lines] == ["LifecycleEvent", "OperationEvent", "LifecycleEvent", "malformed_msgpack"]
+    op = lines[1]
+    assert (op["operation"], op["duration_ms"], op["ok"], op["error_type"], op["seq"]) == ("parse_file", 12.5, False, "SyntaxError", 0)
+    client.close()
+
+
+def test_a_bad_setting_is_a_usage_error_naming_the_variable(tmp_path: Path) -> None:
+    result = subprocess.run([*PIPEPULSE, "tail"], env=env_for(tmp_path, PIPEPULSE_SERVER_PORT="http"), capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "PIPEPULSE_SERVER_PORT" in result.stderr

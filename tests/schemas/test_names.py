@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+import pytest
+
+from schemas import Names
+from schemas.names import DERIVED_STREAMS
+
+
+def test_public_stream_names_follow_the_prefix() -> None:
+    names = Names("acme")
+    assert [names.stream(s) for s in ("events", *DERIVED_STREAMS, "dead")] == [
+        "acme:events", "acme:stats", "acme:alerts", "acme:health", "acme:forecasts", "acme:recommendations", "acme:actions", "acme:dead",
+    ]  # fmt: skip
+    assert Names().events == "pipepulse:events"
+    assert Names().dead == "pipepulse:dead"
+    assert Names().group("stats") == "pipepulse:group:stats"
+
+
+@pytest.mark.parametrize("prefix", ["", "has space"])
+def test_a_bad_prefix_is_refused(prefix: str) -> None:
+    with pytest.raises(ValueError, match="prefix"):
+        Names(prefix)
+
+
+def test_an_unknown_stream_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown stream"):
+        Names().stream("evnets")
