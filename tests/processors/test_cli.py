@@ -27,6 +27,15 @@ def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
 def test_server_runs_in_the_foreground_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     env = env_for(tmp_path, PIPEPULSE_SERVER_PORT=str(free_port()))
     proc = subprocess.Popen([*PIPEPULSE, "server"], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        served(proc, tmp_path, env)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def served(proc: subprocess.Popen[str], tmp_path: Path, env: dict[str, str]) -> None:
     url_file = tmp_path / "state" / "server.url"
     url = wait_until(lambda: url_file.exists() and url_file.read_text(), what="the server URL")
     client = redis.Redis.from_url(url)
@@ -68,3 +77,23 @@ def test_a_bad_setting_is_a_usage_error_naming_the_variable(tmp_path: Path) -> N
     result = subprocess.run([*PIPEPULSE, "tail"], env=env_for(tmp_path, PIPEPULSE_SERVER_PORT="http"), capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert "PIPEPULSE_SERVER_PORT" in result.stderr
+
+
+def test_the_embedded_server_dies_with_a_killed_owner(tmp_path: Path) -> None:
+    env = env_for(tmp_path, PIPEPULSE_SERVER_PORT=str(free_port()))
+    proc = subprocess.Popen([*PIPEPULSE, "server"], env=env, stdout=subprocess.DEVNULL)
+    url_file = tmp_path / "state" / "server.url"
+    url = wait_until(lambda: url_file.exists() and url_file.read_text(), what="the server URL")
+    proc.kill()
+    proc.wait()
+    client = redis.Redis.from_url(url, socket_connect_timeout=0.2)
+
+    def refused() -> bool:
+        try:
+            client.ping()
+        except redis.ConnectionError:
+            return True
+        return False
+
+    wait_until(refused, what="the orphaned server to exit")
+    client.close()
