@@ -22,13 +22,21 @@ SampleScope = Literal["process", "host"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class OperationEvent:
+class EventBase:
+    """What every event has: when, and who emitted it (pid and host come from the batch envelope)."""
+
+    timestamp_s: float
+    component: str
+    pid: int = 0
+    host: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OperationEvent(EventBase):
     """One timed unit of work of a component (a parse, a cache lookup, an extraction)."""
 
     TAG: ClassVar[int] = TAG_OPERATION
     VERSION: ClassVar[int] = 2
-    timestamp_s: float
-    component: str
     operation: str
     duration_ms: float
     ok: bool
@@ -36,32 +44,24 @@ class OperationEvent:
     cache_hits: int = 0
     cache_misses: int = 0
     counters: Mapping[str, float] = field(default_factory=dict)
-    pid: int = 0
-    host: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class CountEvent:
+class CountEvent(EventBase):
     """A domain counter increment outside any operation (`files_processed += 1`)."""
 
     TAG: ClassVar[int] = TAG_COUNT
     VERSION: ClassVar[int] = 1
-    timestamp_s: float
-    component: str
     name: str
     value: float
-    pid: int = 0
-    host: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SystemSample:
+class SystemSample(EventBase):
     """Resource use of one process, or of its whole host (`scope`)."""
 
     TAG: ClassVar[int] = TAG_SYSTEM
     VERSION: ClassVar[int] = 1
-    timestamp_s: float
-    component: str
     scope: SampleScope
     cpu_percent: float
     rss_bytes: int
@@ -70,22 +70,16 @@ class SystemSample:
     write_bytes: int
     threads: int
     open_files: int
-    pid: int = 0
-    host: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class LifecycleEvent:
+class LifecycleEvent(EventBase):
     """A component started, stopped, or is still alive; carries its configuration."""
 
     TAG: ClassVar[int] = TAG_LIFECYCLE
     VERSION: ClassVar[int] = 1
-    timestamp_s: float
-    component: str
     kind: LifecycleKind
     config: Mapping[str, Scalar] = field(default_factory=dict)
-    pid: int = 0
-    host: str = ""
 
 
 Event = Union[OperationEvent, CountEvent, SystemSample, LifecycleEvent]

@@ -148,9 +148,15 @@ def test_operation_names_are_capped_per_producer() -> None:
     em = Emitter("parser", sink=sink, max_names=3)
     for i in range(10):
         em.record(f"user-{i}", duration_ms=1.0)
+    with em.track("user-0") as op:
+        op.count("calls-of-user-11")
+    em.count("files-of-user-12")
     assert em.flush(5)
-    assert [o.operation for o in operations(sink.events)] == ["user-0", "user-1", "user-2"] + [OVERFLOW_NAME] * 7
-    assert em.stats().names_overflow_total == 7
+    ops = operations(sink.events)
+    assert [o.operation for o in ops] == ["user-0", "user-1", "user-2"] + [OVERFLOW_NAME] * 7 + ["user-0"]
+    assert ops[-1].counters == {OVERFLOW_NAME: 1}
+    assert [e.name for e in sink.events if isinstance(e, CountEvent)] == [OVERFLOW_NAME]
+    assert em.stats().names_overflow_total == 9
     em.close()
 
 
