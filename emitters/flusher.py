@@ -194,17 +194,18 @@ class Flusher:
         return kept
 
     def _delivered(self) -> None:
-        with self._idle:
-            self.delivered_total += sum(p.events for p in self._pending)
-            self.batches_total += len(self._pending)
-            self._pending.clear()
-            self._idle.notify_all()
+        # Log before waking flush() callers, so that whoever waited sees the recovery already told.
         if self._backoff_s:
             log.warning("pipepulse delivery recovered")
             self._backoff_s = 0.0
         if self._dropping and self.dropped_total == self._dropped_seen:
             log.warning("pipepulse stopped dropping; %d events dropped in all", self.dropped_total)
             self._dropping = False
+        with self._idle:
+            self.delivered_total += sum(p.events for p in self._pending)
+            self.batches_total += len(self._pending)
+            self._pending.clear()
+            self._idle.notify_all()
 
     def _failed(self, exc: SinkError) -> None:
         self.send_errors_total += 1

@@ -91,10 +91,6 @@ class EmbeddedServer:
     def log_path(self) -> Path:
         return self.settings.data_dir / "server.log"
 
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process is not None and self._process.poll() is None else None
-
     def start(self, timeout_s: float = START_TIMEOUT_S) -> EmbeddedServer:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         args = [
@@ -148,13 +144,6 @@ class EmbeddedServer:
         """Ask the server to shut down without waiting (safe in a signal handler)."""
         if self._process is not None and self._process.poll() is None:
             self._process.send_signal(signal.SIGTERM)
-
-    def kill(self) -> None:
-        """Stop at once, as a crash would (tests use it)."""
-        if self._process is not None:
-            self._process.kill()
-            self._process.wait()
-            self._process = None
 
     def wait(self) -> int:
         """Block until the server exits (the foreground `pipepulse server`)."""

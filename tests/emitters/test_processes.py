@@ -85,6 +85,7 @@ def test_many_processes_and_forked_children_each_gap_free(real_server: EmbeddedS
     assert parent.close(10)
     by_producer = unique_by_producer(delivered_batches(client))
     assert len(by_producer) == 6
+    assert parent.producer_id in by_producer
     per_label: dict[str, int] = {}
     for batches in by_producer.values():
         assert sorted(batches) == list(range(len(batches))), "sequence gap"
