@@ -44,9 +44,7 @@ class Operation:
         extra[1] += misses
 
     def count(self, name: str, value: float = 1) -> None:
-        emitter = self._emitter
-        if name not in emitter._known_names:  # counter names share the emitter's cardinality cap
-            name = emitter._names.admit(name)
+        name = self._emitter._names.admit(name)  # counter names share the emitter's cardinality cap
         extra = self._extras()
         counters = extra[2] if extra[2] is not None else {}
         counters[name] = counters.get(name, 0) + value
