@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import logging
+import os
 import signal
+import subprocess
 import sys
+import threading
+import time
 from types import FrameType
 
 import click
 import redis
 
-from schemas.names import DERIVED_STREAMS
+from schemas.names import DERIVED_STREAMS, Names
 
 from processors.config import Config
 from processors.connect import embedded, server_url
+from processors.contract import Processor, to_json
 from processors.errors import ProcessorError
+from processors.replay import replay as replay_log
+from processors.runtime import Ticker, Worker, runtime_report
+from processors.stats import StatsProcessor
+from processors.status import table as status_table
 from processors.tail import tail
 
 
@@ -71,6 +82,103 @@ def tail_command(config: Config, short: str, from_start: bool, count: int | None
             raise click.ClickException(f"reading {config.names.stream(short)} from {url}: {exc}") from exc
         finally:
             client.close()
+
+
+@cli.command()
+@click.option("--demo", is_flag=True, help="Also run a small simulated pipeline that emits events (python -m emitters.demo).")
+@click.option("--demo-rate", type=float, default=200.0, show_default=True, help="Demo operations per second per component.")
+@click.pass_obj
+def run(config: Config, demo: bool, demo_rate: float) -> None:
+    """Run every processor (and the ticker) until Ctrl-C or SIGTERM; a second `run` waits as a hot standby."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()  # each worker finishes and commits the batch in hand
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    with server_url(config) as url:
+        names = config.names
+        runners: list[Ticker | Worker] = [Ticker(url=url, names=names), *(Worker(url=url, names=names, processor=p) for p in all_processors())]
+        threads = [threading.Thread(target=r.run, args=(stop,), name=type(r).__name__) for r in runners]
+        for thread in threads:
+            thread.start()
+        click.echo(f"pipepulse running on {url} (state in {config.state_dir})")
+        click.echo(f"events: {names.events}; statistics: {names.stream('stats')} and {names.latest('stats')}; dead letters: {names.dead}")
+        click.echo("see the numbers with: pipepulse status   (or pipepulse tail --stream stats)")
+        demo_process = _start_demo(url, config, demo_rate) if demo else None
+        try:
+            while not stop.wait(0.5):
+                if any(not t.is_alive() for t in threads):
+                    raise click.ClickException("a processor thread stopped unexpectedly; see the log above")
+        finally:
+            stop.set()
+            if demo_process is not None:
+                demo_process.terminate()
+                demo_process.wait()
+            for thread in threads:
+                thread.join()
+
+
+def all_processors() -> list[Processor]:
+    """Every processor built so far, each under its own consumer group and lease."""
+    return [StatsProcessor()]
+
+
+def _start_demo(url: str, config: Config, rate: float) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PIPEPULSE_REDIS_URL": url, "PIPEPULSE_PREFIX": config.prefix}
+    click.echo(f"demo pipeline emitting {rate:g} operations/s per component")
+    return subprocess.Popen([sys.executable, "-m", "emitters.demo", "--rate", str(rate)], env=env)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the latest snapshots and runtime figures as JSON.")
+@click.pass_obj
+def status(config: Config, as_json: bool) -> None:
+    """Per-component statistics from the latest window snapshots, and each processor's own health."""
+    with server_url(config) as url:
+        client = redis.Redis.from_url(url, socket_timeout=5)
+        try:
+            latest = {k.decode(): v.decode() for k, v in client.hgetall(config.names.latest("stats")).items()}  # type: ignore[union-attr]
+            runtime = runtime_report(client, config.names)
+        except redis.RedisError as exc:
+            raise click.ClickException(f"reading status from {url}: {exc}") from exc
+        finally:
+            client.close()
+    if as_json:
+        click.echo(to_json({"components": {k: json.loads(v) for k, v in latest.items()}, "runtime": runtime}))
+        return
+    if not latest:
+        click.echo("no statistics yet: is `pipepulse run` running, and have windows closed (10 s)?")
+    else:
+        click.echo(status_table(latest))
+    for name, report in sorted(runtime.items()):
+        click.echo(
+            f"processor {name}: {report['events_per_s']:,.0f} events/s, lag {report['lag_entries']} entries, "
+            f"commit p99 {report['commit_ms_p99'] or 0:.1f} ms, dead letters {report['dead_letters_total']}, missing batches {report['missing_batches_total']}"
+        )
+
+
+@cli.command()
+@click.option("--into", "into_prefix", default=None, help="Prefix for the rebuilt streams (default: <prefix>-replay).")
+@click.pass_obj
+def replay(config: Config, into_prefix: str | None) -> None:
+    """Rebuild the derived streams from the event log under another prefix and report whether they match the live ones."""
+    out_names = Names(into_prefix or f"{config.prefix}-replay")
+    with server_url(config) as url:
+        client = redis.Redis.from_url(url, socket_timeout=30)
+        try:
+            started = time.perf_counter()
+            report = replay_log(client, config.names, out_names, StatsProcessor())
+            elapsed_s = time.perf_counter() - started
+        except redis.RedisError as exc:
+            raise click.ClickException(f"replaying {config.names.events} on {url}: {exc}") from exc
+        finally:
+            client.close()
+    click.echo(to_json({**report.as_dict(), "into_prefix": out_names.prefix, "seconds": round(elapsed_s, 3)}))
+    if not report.matches:
+        sys.exit(1)
 
 
 def main() -> None:

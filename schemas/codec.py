@@ -35,6 +35,8 @@ from schemas.events import (
 ENVELOPE_VERSION: Final = Batch.VERSION
 # The field under which a batch travels in its stream entry.
 PAYLOAD_FIELD: Final = b"b"
+# The field of a tick entry: the runtime's time mark, which moves event time on when no events arrive.
+TICK_FIELD: Final = b"t"
 
 Row = Sequence[Any]
 
@@ -316,6 +318,16 @@ def decode_columns(data: bytes, limits: Limits = Limits()) -> DecodedColumns:
     )
     batch = Batch(**{field: envelope[field] for field, _ in _ENVELOPE}, events=())
     return DecodedColumns(envelope=batch, columns=fast, rejected=rejected)
+
+
+def unpack_tick(data: bytes) -> float:
+    """The time of a tick entry; raises RejectedEntry unless it is a timestamp in range."""
+    value = unpack(data)
+    problems = checks.timestamp([value], Limits())
+    if problems:
+        _, reason, detail = problems[0]
+        raise RejectedEntry(reason, f"tick: {detail}")
+    return float(value)
 
 
 def decode_batch(data: bytes, limits: Limits = Limits()) -> Decoded:

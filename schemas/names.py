@@ -13,7 +13,18 @@ EVENTS_MAXLEN: Final = 100_000
 # Dead letters are rare and kept for inspection; the cap only stops a flood of bad input from growing without bound.
 DEAD_MAXLEN: Final = 10_000
 
-DERIVED_STREAMS: Final = ("stats", "alerts", "health", "forecasts", "recommendations", "actions")
+DERIVED_STREAMS: Final = ("stats", "stats_1m", "alerts", "health", "forecasts", "recommendations", "actions")
+
+# Derived streams keep history at two resolutions for trends and reports: one
+# entry per closed window, so the caps are durations. 10 s windows for 6 hours:
+STATS_MAXLEN: Final = 6 * 3600 // 10
+# and the 1 m roll-ups for 7 days.
+STATS_1M_MAXLEN: Final = 7 * 24 * 60
+DERIVED_MAXLEN: Final = {"stats": STATS_MAXLEN, "stats_1m": STATS_1M_MAXLEN}
+# Any other derived stream: enough for a day of one entry per 10 s.
+DEFAULT_DERIVED_MAXLEN: Final = 8640
+# Latest-value tables (hashes, one field per component) that readers fetch in O(1).
+LATEST_TABLES: Final = ("stats", "stats_rollup", "stats_live")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,3 +54,23 @@ class Names:
     def group(self, processor: str) -> str:
         """One consumer group per processor, so each processor sees every entry once."""
         return f"{self.prefix}:group:{processor}"
+
+    def latest(self, table: str) -> str:
+        """A hash of the newest value per component (see LATEST_TABLES)."""
+        return f"{self.prefix}:latest:{table}"
+
+    def checkpoint(self, processor: str) -> str:
+        """A processor's state, one hash field per part, committed with every batch; no TTL: it is the state."""
+        return f"{self.prefix}:checkpoint:{processor}"
+
+    def lease(self, holder: str) -> str:
+        """Who is the active instance; expires (a TTL) so that a standby takes over when the holder dies."""
+        return f"{self.prefix}:lease:{holder}"
+
+    @property
+    def runtime(self) -> str:
+        """A hash of each processor's own health (lag, throughput, commit latency): pipepulse monitors itself."""
+        return f"{self.prefix}:runtime"
+
+    def maxlen(self, short: str) -> int:
+        return DERIVED_MAXLEN.get(short, DEFAULT_DERIVED_MAXLEN)

@@ -9,11 +9,20 @@ from schemas.names import DERIVED_STREAMS
 def test_public_stream_names_follow_the_prefix() -> None:
     names = Names("acme")
     assert [names.stream(s) for s in ("events", *DERIVED_STREAMS, "dead")] == [
-        "acme:events", "acme:stats", "acme:alerts", "acme:health", "acme:forecasts", "acme:recommendations", "acme:actions", "acme:dead",
+        "acme:events", "acme:stats", "acme:stats_1m", "acme:alerts", "acme:health", "acme:forecasts", "acme:recommendations", "acme:actions", "acme:dead",
     ]  # fmt: skip
     assert Names().events == "pipepulse:events"
     assert Names().dead == "pipepulse:dead"
     assert Names().group("stats") == "pipepulse:group:stats"
+    assert Names("acme").latest("stats") == "acme:latest:stats"
+    assert Names("acme").checkpoint("stats") == "acme:checkpoint:stats"
+    assert Names("acme").lease("ticker") == "acme:lease:ticker"
+    assert Names("acme").runtime == "acme:runtime"
+
+
+def test_derived_history_caps_are_durations() -> None:
+    assert Names().maxlen("stats") * 10 == 6 * 3600  # 10 s windows for 6 hours
+    assert Names().maxlen("stats_1m") == 7 * 24 * 60  # 1 m roll-ups for 7 days
 
 
 @pytest.mark.parametrize("prefix", ["", "has space"])

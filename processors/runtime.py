@@ -1,0 +1,452 @@
+"""The one place where processors talk to Redis.
+
+A `Worker` drives one pure processor from its consumer group: it re-reads its
+own pending entries first, decodes, deduplicates by (producer_id, seq), applies,
+and commits outputs, the checkpoint and the XACK in one MULTI/EXEC guarded by
+its lease (WATCH), so a crash at any instant loses nothing and applies nothing
+twice. A `Ticker` appends time marks to the event log. Both heal Redis faults
+with jittered back-off and hold a lease, so a second instance is a hot standby.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from schemas.checks import Limits
+from schemas.codec import PAYLOAD_FIELD, TICK_FIELD, decode_columns, pack, unpack, unpack_tick
+from schemas.errors import RejectedEntry
+from schemas.names import DEAD_MAXLEN, DERIVED_STREAMS, EVENTS_MAXLEN, LATEST_TABLES, Names
+
+from processors.contract import BatchItem, Item, LatestOutput, Output, PartKey, Parts, Processor, StreamOutput, Tick, to_json
+from processors.errors import ProcessorError
+from processors.ledger import Ledger
+
+log = logging.getLogger("pipepulse.runtime")
+
+CONSUMER = "active"  # one active instance per processor (the lease), so one consumer name owns the pending list
+LEDGER_PART = "l"
+PROCESSOR_PART = "p"
+Stage = Callable[[str], None]
+
+
+class LeaseLost(ProcessorError):
+    """Another instance holds this processor's lease: stop writing, become a standby."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RuntimeSettings:
+    read_count: int = 64  # entries per read and per commit
+    block_ms: int = 500  # well under socket_timeout_s, or redis-py raises TimeoutError (redis-py #3138)
+    socket_timeout_s: float = 5.0
+    lease_ttl_s: float = 5.0  # a standby takes over within about this long after the active instance dies
+    tick_interval_s: float = 1.0
+    max_deliveries: int = 5  # an entry the processor fails on this many times is dead-lettered
+    backoff_initial_s: float = 0.05
+    backoff_max_s: float = 5.0
+    metrics_interval_s: float = 1.0
+    limits: Limits = field(default_factory=Limits)
+
+
+def connect(url: str, settings: RuntimeSettings) -> redis.Redis:
+    """redis-py's retries are off: a blindly retried EXEC or XADD could apply twice; the loops below own retrying."""
+    return redis.Redis.from_url(url, socket_timeout=settings.socket_timeout_s, socket_connect_timeout=2.0, retry=Retry(NoBackoff(), 0))
+
+
+class Lease:
+    """A key with a TTL naming the active instance; only its holder renews or releases it."""
+
+    _RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"
+    _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
+
+    def __init__(self, client: redis.Redis, key: str, ttl_s: float) -> None:
+        self.key, self.token, self._ttl_ms = key, uuid.uuid4().hex, int(ttl_s * 1000)
+        self._client = client
+        self._renewed_at = -float("inf")
+
+    def acquire(self) -> bool:
+        if self._client.set(self.key, self.token, nx=True, px=self._ttl_ms) or self._client.eval(self._RENEW, 1, self.key, self.token, self._ttl_ms):
+            self._renewed_at = time.monotonic()
+            return True
+        return False
+
+    def renew_if_due(self) -> None:
+        if time.monotonic() - self._renewed_at < self._ttl_ms / 3000:
+            return
+        if not self._client.eval(self._RENEW, 1, self.key, self.token, self._ttl_ms):
+            raise LeaseLost(f"lease {self.key} is held by another instance")
+        self._renewed_at = time.monotonic()
+
+    def release(self) -> None:
+        """Hand over at once on a clean shutdown, rather than after the TTL."""
+        try:
+            self._client.eval(self._RELEASE, 1, self.key, self.token)
+        except redis.RedisError as exc:
+            log.warning("could not release lease %s (it expires by itself): %s", self.key, exc)
+
+
+class Backoff:
+    """Jittered exponential back-off that logs the first failure of an outage and the recovery, not every retry."""
+
+    def __init__(self, settings: RuntimeSettings, what: str) -> None:
+        self._settings, self._what, self.failures = settings, what, 0
+
+    def failed(self, exc: BaseException, stop: threading.Event) -> None:
+        self.failures += 1
+        if self.failures == 1:
+            log.warning("%s: %s; retrying with back-off", self._what, exc)
+        delay = min(self._settings.backoff_max_s, self._settings.backoff_initial_s * 2 ** (self.failures - 1))
+        stop.wait(delay * random.uniform(0.5, 1.0))
+
+    def succeeded(self) -> None:
+        if self.failures:
+            log.warning("%s: recovered after %d failed attempts", self._what, self.failures)
+        self.failures = 0
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A read's entries turned into processor items, acknowledgements and dead letters."""
+
+    items: list[Item] = field(default_factory=list)
+    ack_ids: list[bytes] = field(default_factory=list)
+    dead: list[dict[str, Any]] = field(default_factory=list)
+
+
+Entry = tuple[bytes, Mapping[bytes, bytes] | None]
+
+
+def prepare(entries: Sequence[Entry], ledger: Ledger, limits: Limits) -> Prepared:
+    """Decode entries into processor items, deduplicating through `ledger`; bad ones become dead letters."""
+    prepared = Prepared()
+    for entry_id, fields in entries:
+        prepared.ack_ids.append(entry_id)
+        ident = entry_id.decode()
+        ledger.count("entries_total")
+        if not fields:  # trimmed while pending: counted here, and as a gap when the producer's next batch arrives
+            ledger.count("trimmed_entries_total")
+            continue
+        try:
+            if TICK_FIELD in fields:
+                prepared.items.append(Tick(ident, unpack_tick(fields[TICK_FIELD])))
+                ledger.count("ticks_total")
+                continue
+            if PAYLOAD_FIELD not in fields:
+                raise RejectedEntry("missing_field", f"entry has neither {PAYLOAD_FIELD!r} nor {TICK_FIELD!r}")
+            decoded = decode_columns(fields[PAYLOAD_FIELD], limits)
+        except RejectedEntry as exc:
+            prepared.dead.append({"reason": exc.reason, "detail": exc.detail, "entry_id": ident, "raw": next(iter(fields.values()))[:4096]})
+            continue
+        envelope = decoded.envelope
+        for rejected in decoded.rejected:
+            prepared.dead.append(
+                {"reason": rejected.reason, "detail": rejected.detail, "entry_id": ident, "producer_id": envelope.producer_id, "seq": envelope.seq, "index": rejected.index, "raw": rejected.row}
+            )
+        missing = ledger.admit(envelope.producer_id, envelope.seq, envelope.sent_at_s)
+        if missing is not None:
+            prepared.items.append(BatchItem(ident, decoded, missing))
+            ledger.count("events_total", decoded.event_count)
+    ledger.count("dead_letters_total", len(prepared.dead))
+    return prepared
+
+
+class Worker:
+    """Runs one processor: `Worker(url=..., names=..., processor=StatsProcessor()).run(stop_event)`."""
+
+    def __init__(self, *, url: str, names: Names, processor: Processor, settings: RuntimeSettings = RuntimeSettings(), on_stage: Stage | None = None) -> None:
+        self.names, self.processor, self.settings = names, processor, settings
+        self._client = connect(url, settings)
+        self._lease = Lease(self._client, names.lease(processor.name), settings.lease_ttl_s)
+        self._group, self._checkpoint = names.group(processor.name), names.checkpoint(processor.name)
+        self._on_stage = on_stage or (lambda stage: None)
+        self._ledger = Ledger()
+        self._active = False
+        self._state_valid = False  # in-memory state equals the last commit
+        self._full_checkpoint = False
+        self._cursor = "0"
+        self._run_id: str | None = None
+        self._metrics = _Metrics()
+
+    def run(self, stop: threading.Event) -> None:
+        backoff = Backoff(self.settings, f"processor {self.processor.name}")
+        while not stop.is_set():
+            try:
+                if not self._active and not self._activate():
+                    stop.wait(self.settings.lease_ttl_s / 5)  # hot standby
+                    continue
+                self._step(stop)
+                backoff.succeeded()
+            except LeaseLost as exc:
+                log.warning("%s; standing by", exc)
+                self._active = self._state_valid = False
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+                self._active = False
+                backoff.failed(exc, stop)
+        self._release()
+
+    def _release(self) -> None:
+        if self._active:
+            self._lease.release()
+        self._client.close()
+
+    # -- activation: lease, restart detection, restore, group
+
+    def _activate(self) -> bool:
+        if not self._lease.acquire():
+            return False
+        run_id = str(self._client.info("server")["run_id"])
+        if self._run_id is not None and run_id != self._run_id:
+            log.warning("Redis server restarted (run_id %s -> %s)", self._run_id[:8], run_id[:8])
+            self._metrics.server_restarts_total += 1
+            # Keep what was committed and applied; rewrite it whole in case the server lost it.
+            self._full_checkpoint = self._state_valid
+        self._run_id = run_id
+        if not self._state_valid:
+            self._restore()
+        self._ensure_group()
+        self._cursor = "0"  # first our own pending entries, then new ones
+        self._active = True
+        log.info("processor %s active (lease %s)", self.processor.name, self._lease.key)
+        return True
+
+    def _restore(self) -> None:
+        raw: dict[bytes, bytes] = self._client.hgetall(self._checkpoint)  # type: ignore[assignment]
+        parts = {tuple(unpack(k)): unpack(v, Limits(max_entry_bytes=1 << 30)) for k, v in raw.items()}
+        self._ledger = Ledger.restore({k[1:]: v for k, v in parts.items() if k[0] == LEDGER_PART})
+        self.processor.restore({k[1:]: v for k, v in parts.items() if k[0] == PROCESSOR_PART})
+        self._state_valid = True
+
+    def _ensure_group(self) -> None:
+        try:
+            self._client.xgroup_create(self.names.events, self._group, id="0", mkstream=True)
+            log.info("created consumer group %s", self._group)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    # -- one read, apply, commit
+
+    def _step(self, stop: threading.Event) -> None:
+        self._lease.renew_if_due()
+        self._maybe_publish_metrics()
+        block = self.settings.block_ms if self._cursor == ">" else None
+        try:
+            response = self._client.xreadgroup(self._group, CONSUMER, {self.names.events: self._cursor}, count=self.settings.read_count, block=block)
+        except redis.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            log.warning("consumer group %s is missing (server restarted without persistence?): recreating it", self._group)
+            self._ensure_group()
+            self._cursor = "0"
+            stop.wait(self.settings.backoff_initial_s)  # never a hot loop, whatever the server answers
+            return
+        entries: list[Entry] = response[0][1] if response else []  # type: ignore[index,assignment]
+        if self._cursor != ">":
+            self._cursor = entries[-1][0].decode() if entries else ">"
+        if not entries:
+            return
+        self._on_stage("read")
+        prepared = prepare(entries, self._ledger, self.settings.limits)
+        self._state_valid = False
+        try:
+            outputs = self.processor.apply(prepared.items)
+        except Exception as exc:  # a poison entry: find it, retry it, dead-letter it after max_deliveries
+            log.exception("processor %s failed on a batch of %d entries", self.processor.name, len(entries))
+            self._isolate(entries, exc, stop)
+            return
+        self._on_stage("applied")
+        self._commit(outputs, prepared)
+
+    def _isolate(self, entries: Sequence[Entry], first: Exception, stop: threading.Event) -> None:
+        """Apply one entry at a time from the last commit; commit the good ones, and retry or dead-letter the bad one."""
+        self._restore()
+        for entry in entries:
+            prepared = prepare([entry], self._ledger, self.settings.limits)
+            try:
+                outputs = self.processor.apply(prepared.items)
+            except Exception as exc:
+                self._restore()
+                pending: list[dict[str, Any]] = self._client.xpending_range(self.names.events, self._group, min=entry[0], max=entry[0], count=1)
+                deliveries = int(pending[0]["times_delivered"]) if pending else self.settings.max_deliveries
+                if deliveries < self.settings.max_deliveries:
+                    self._cursor = "0"  # re-read it (and what follows) from the pending list after a pause
+                    stop.wait(self.settings.backoff_initial_s * 2**deliveries)
+                    return
+                prepared = Prepared(ack_ids=[entry[0]], dead=[{"reason": "processor_error", "detail": f"{type(exc).__name__}: {exc}"[:500], "entry_id": entry[0].decode(), "deliveries": deliveries}])
+                self._ledger.count("dead_letters_total")
+                outputs = []
+            self._commit(outputs, prepared)
+
+    def _commit(self, outputs: Sequence[Output], prepared: Prepared) -> None:
+        started = time.perf_counter()
+        written, deleted = self._changes()
+        pipe = self._client.pipeline(transaction=True)
+        try:
+            pipe.watch(self._lease.key)  # type: ignore[no-untyped-call]
+            if pipe.get(self._lease.key) != self._lease.token.encode():
+                raise LeaseLost(f"lease {self._lease.key} is held by another instance")
+            pipe.multi()
+            _queue_outputs(pipe, self.names, outputs)
+            for dead in prepared.dead:
+                pipe.xadd(self.names.dead, {**{k: v if isinstance(v, bytes) else str(v) for k, v in dead.items()}, "processor": self.processor.name}, maxlen=DEAD_MAXLEN, approximate=True)
+            if self._full_checkpoint:
+                pipe.delete(self._checkpoint)
+            if deleted:
+                pipe.hdel(self._checkpoint, *deleted)
+            if written:
+                pipe.hset(self._checkpoint, mapping=written)  # type: ignore[arg-type]
+            if prepared.ack_ids:
+                pipe.xack(self.names.events, self._group, *prepared.ack_ids)
+            self._on_stage("committing")
+            pipe.execute()
+        except redis.WatchError as exc:
+            raise LeaseLost(f"lease {self._lease.key} changed during a commit") from exc
+        finally:
+            pipe.reset()
+        self._state_valid = True
+        self._full_checkpoint = False
+        self._metrics.committed(time.perf_counter() - started, prepared)
+        self._on_stage("committed")
+
+    def _changes(self) -> tuple[dict[bytes, bytes], list[bytes]]:
+        if self._full_checkpoint:
+            written_parts, deleted_parts = self.processor.snapshot(), set[PartKey]()
+            self.processor.take_changes()
+            ledger_written, ledger_deleted = self._ledger.snapshot(), set[PartKey]()
+            self._ledger.take_changes()
+        else:
+            written_parts, deleted_parts = self.processor.take_changes()
+            ledger_written, ledger_deleted = self._ledger.take_changes()
+        written = {pack([PROCESSOR_PART, *k]): pack(v) for k, v in written_parts.items()}
+        written.update({pack([LEDGER_PART, *k]): pack(v) for k, v in ledger_written.items()})
+        deleted = [pack([PROCESSOR_PART, *k]) for k in deleted_parts] + [pack([LEDGER_PART, *k]) for k in ledger_deleted]
+        return written, deleted
+
+    # -- self-monitoring
+
+    def _maybe_publish_metrics(self) -> None:
+        now = time.monotonic()
+        if now - self._metrics.published_at < self.settings.metrics_interval_s:
+            return
+        infos: list[dict[str, Any]] = self._client.xinfo_groups(self.names.events) if self._client.exists(self.names.events) else []
+        groups = {g["name"].decode(): g for g in infos}
+        group = groups.get(self._group, {})
+        report = self._metrics.report(now, self._ledger.counters, lag=group.get("lag"), pending=group.get("pending"))
+        self._client.hset(self.names.runtime, self.processor.name, to_json(report))
+
+
+def _queue_outputs(pipe: Any, names: Names, outputs: Sequence[Output]) -> None:
+    for output in outputs:
+        if isinstance(output, StreamOutput):
+            pipe.xadd(names.stream(output.stream), dict(output.fields), maxlen=names.maxlen(output.stream), approximate=True)
+        elif output.value is None:
+            pipe.hdel(names.latest(output.table), output.field)
+        else:
+            pipe.hset(names.latest(output.table), output.field, output.value)
+
+
+class _Metrics:
+    """The runtime's own figures, published to `{prefix}:runtime` (wall-clock based: they describe the runtime, not the data)."""
+
+    def __init__(self) -> None:
+        self.published_at = -float("inf")
+        self.server_restarts_total = 0
+        self._commit_s: list[float] = []
+        self._events = self._entries = self._commits = 0
+        self._since = time.monotonic()
+
+    def committed(self, duration_s: float, prepared: Prepared) -> None:
+        self._commits += 1
+        self._commit_s.append(duration_s)
+        self._entries += len(prepared.ack_ids)
+        self._events += sum(item.decoded.event_count for item in prepared.items if isinstance(item, BatchItem))
+
+    def report(self, now: float, counters: Mapping[str, int], *, lag: int | None, pending: int | None) -> dict[str, Any]:
+        elapsed_s = max(now - self._since, 1e-9)
+        latencies = sorted(self._commit_s)
+        report = {
+            **counters,
+            "lag_entries": lag,
+            "pending_entries": pending,
+            "events_per_s": self._events / elapsed_s,
+            "entries_per_s": self._entries / elapsed_s,
+            "commits_per_s": self._commits / elapsed_s,
+            "commit_ms_p50": 1000 * latencies[len(latencies) // 2] if latencies else None,
+            "commit_ms_p99": 1000 * latencies[int(len(latencies) * 0.99)] if latencies else None,
+            "server_restarts_total": self.server_restarts_total,
+            "reported_at_s": time.time(),
+        }
+        self._commit_s.clear()
+        self._events = self._entries = self._commits = 0
+        self._since = self.published_at = now
+        return report
+
+
+class Ticker:
+    """Appends a time mark to the event log every interval, so windows close and silent components go stale."""
+
+    def __init__(self, *, url: str, names: Names, settings: RuntimeSettings = RuntimeSettings(), clock: Callable[[], float] = time.time) -> None:
+        self.names, self.settings, self._clock = names, settings, clock
+        self._client = connect(url, settings)
+        self._lease = Lease(self._client, names.lease("ticker"), settings.lease_ttl_s)
+
+    def run(self, stop: threading.Event) -> None:
+        backoff = Backoff(self.settings, "ticker")
+        active = False
+        while not stop.wait(0 if not active else self.settings.tick_interval_s):
+            try:
+                active = self._lease.acquire()
+                if active:
+                    self._client.xadd(self.names.events, {TICK_FIELD: pack(self._clock())}, maxlen=EVENTS_MAXLEN, approximate=True)
+                else:
+                    stop.wait(self.settings.lease_ttl_s / 5)
+                backoff.succeeded()
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+                backoff.failed(exc, stop)
+        if active:
+            self._lease.release()
+        self._client.close()
+
+
+def read_log(client: redis.Redis, stream: str, chunk: int = 256) -> Iterator[list[Entry]]:
+    """The whole retained log, oldest first, in chunks (XRANGE: no group, no acknowledgement)."""
+    start = "-"
+    while True:
+        entries: list[Entry] = client.xrange(stream, min=start, count=chunk)  # type: ignore[assignment]
+        if not entries:
+            return
+        yield entries
+        start = "(" + entries[-1][0].decode()
+
+
+def write_outputs(client: redis.Redis, names: Names, outputs: Sequence[Output]) -> None:
+    """Outputs without a checkpoint or an acknowledgement: what a replay under another prefix writes."""
+    pipe = client.pipeline(transaction=False)
+    _queue_outputs(pipe, names, outputs)
+    pipe.execute()
+
+
+def clear_derived(client: redis.Redis, names: Names) -> None:
+    """Delete every derived stream and latest-value table under `names` (a replay's target prefix)."""
+    client.delete(*(names.stream(short) for short in DERIVED_STREAMS), *(names.latest(table) for table in LATEST_TABLES))
+
+
+def read_derived(client: redis.Redis, names: Names, short: str) -> list[dict[str, str]]:
+    entries: list[tuple[bytes, dict[bytes, bytes]]] = client.xrange(names.stream(short))  # type: ignore[assignment]
+    return [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in entries]
+
+
+def runtime_report(client: redis.Redis, names: Names) -> dict[str, Any]:
+    """Each processor's published runtime figures."""
+    reports: dict[bytes, bytes] = client.hgetall(names.runtime)  # type: ignore[assignment]
+    return {k.decode(): json.loads(v) for k, v in reports.items()}

@@ -1,0 +1,327 @@
+"""The rolling-statistics processor: folds batches into per-component, per-operation, per-producer
+and pipeline-wide window statistics.
+
+Windows are event-time: a fixed window [start, end) closes once stream time
+(the newest event or tick seen) reaches end + grace; later events for it are
+counted as late per component, never merged. Sliding views (last 10 s, last
+1 m) are refreshed at every tick so that alert rules need not wait for a close.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from schemas.cardinality import OVERFLOW_NAME
+from schemas.events import TAG_COUNT, TAG_LIFECYCLE, TAG_OPERATION, TAG_SYSTEM
+
+from processors.contract import BatchItem, Item, LatestOutput, Output, PartKey, Parts, StreamOutput, Tick, to_json
+from processors.report import operation_stats, system_stats
+from processors.summary import OperationSummary, SystemSummary, fold_operations
+from processors.windows import MINUTE_S, SLOT_S, SeriesKey, Summary, TieredWindows
+
+PIPELINE_FIELD = "__pipeline__"
+ROLLUP_MINUTES = (1, 5, 15)
+LIVE_WINDOW_S = 10
+LIVE_LONG_S = 60
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatsSettings:
+    window_s: int = 10
+    grace_s: float = 0.25  # emitters flush every 50 ms; more grace only delays every snapshot
+    stale_after_s: float = 30.0  # three windows without an event or heartbeat
+    forget_after_s: float = 3600.0  # a component silent this long leaves the snapshots and the state
+    max_components: int = 500
+    max_operations: int = 200  # per component
+    max_counters: int = 64  # per component
+    max_producers: int = 2000
+
+
+class StatsProcessor:
+    name = "stats"
+
+    def __init__(self, settings: StatsSettings = StatsSettings()) -> None:
+        self.settings = settings
+        self._reset()
+
+    def _reset(self) -> None:
+        settings = self.settings
+        self._windows = TieredWindows(settings.window_s)
+        self._stream_time_s = -math.inf
+        self._closed_until_s: int | None = None
+        self._components: dict[str, dict[str, Any]] = {}
+        self._producers: dict[str, dict[str, Any]] = {}
+        self._dirty: set[PartKey] = set()
+        self._deleted: set[PartKey] = set()
+
+    # -- folding
+
+    def apply(self, items: Sequence[Item]) -> list[Output]:
+        outputs: list[Output] = []
+        for item in items:
+            if isinstance(item, Tick):
+                self._advance(item.time_s)
+                self._close_windows(outputs)
+                self._emit_live(outputs)
+            else:
+                self._apply_batch(item)
+                self._close_windows(outputs)
+        return outputs
+
+    def _advance(self, time_s: float) -> None:
+        if self._closed_until_s is None:
+            window = self.settings.window_s
+            self._closed_until_s = math.floor(time_s / window) * window
+        self._stream_time_s = max(self._stream_time_s, time_s)
+        self._dirty.add(("clock",))
+
+    def _apply_batch(self, item: BatchItem) -> None:
+        envelope = item.decoded.envelope
+        component = self._admit(self._components, envelope.component, self.settings.max_components)
+        info = self._components.setdefault(component, {"last_seen_s": -math.inf, "late_events_total": 0, "state": "running", "config": {}, "names": {}})
+        producer_id, producer = self._producer(item, component)
+        newest_s = -math.inf
+        for tag, columns in item.decoded.columns.items():
+            timestamps = columns.fields["timestamp_s"]
+            newest_s = max(newest_s, max(timestamps))
+            if self._closed_until_s is None:
+                self._advance(min(timestamps))
+            closed_until_s = self._closed_until_s or 0
+            keep = None
+            if min(timestamps) < closed_until_s:
+                keep = np.asarray(timestamps, dtype=np.float64) >= closed_until_s
+                info["late_events_total"] += int(len(keep) - keep.sum())
+            if tag == TAG_OPERATION:
+                self._apply_operations(component, info, producer_id, columns.fields, keep)
+            elif tag == TAG_COUNT:
+                self._apply_counts(component, info, columns.fields, keep)
+            elif tag == TAG_SYSTEM:
+                self._apply_system(component, envelope.pid, envelope.host, columns.fields, keep)
+            elif tag == TAG_LIFECYCLE:
+                for kind, config in zip(columns.fields["kind"], columns.fields["config"]):
+                    if kind != "heartbeat":
+                        info["state"] = "stopped" if kind == "stopped" else "running"
+                    if kind == "started":
+                        info["config"] = dict(config)
+            producer["events_total"] += len(columns)
+        if newest_s > -math.inf:
+            info["last_seen_s"] = max(info["last_seen_s"], newest_s)
+            producer["last_seen_s"] = max(producer["last_seen_s"], newest_s)
+            self._advance(newest_s)
+        self._dirty.update((("component", component), ("producer", producer_id)))
+
+    def _producer(self, item: BatchItem, component: str) -> tuple[str, dict[str, Any]]:
+        envelope = item.decoded.envelope
+        producer_id = self._admit(self._producers, envelope.producer_id, self.settings.max_producers)
+        producer = self._producers.setdefault(
+            producer_id,
+            {"component": component, "pid": envelope.pid, "host": envelope.host, "batches_total": 0, "events_total": 0, "missing_batches_total": 0, "last_seen_s": -math.inf},
+        )
+        producer["batches_total"] += 1
+        producer["missing_batches_total"] += item.missing_batches
+        producer["dropped_total"] = envelope.dropped_total  # cumulative on the wire
+        producer["invalid_total"] = envelope.invalid_total + len(item.decoded.rejected)
+        return producer_id, producer
+
+    @staticmethod
+    def _admit(known: Mapping[str, Any], name: str, limit: int) -> str:
+        """Cardinality cap on untrusted names: past `limit`, new names share one overflow entry."""
+        return name if name in known or len(known) < limit else OVERFLOW_NAME
+
+    def _names(self, info: dict[str, Any], kind: str, names: Sequence[str], limit: int) -> Sequence[str]:
+        known: dict[str, None] = info["names"].setdefault(kind, {})
+        mapping = {name: self._admit(known, name, limit) for name in set(names)}
+        for admitted in mapping.values():
+            known.setdefault(admitted)
+        return names if all(k == v for k, v in mapping.items()) else [mapping[n] for n in names]
+
+    def _apply_operations(self, component: str, info: dict[str, Any], producer_id: str, fields: Mapping[str, Sequence[Any]], keep: np.ndarray | None) -> None:
+        names = self._names(info, "operations", fields["operation"], self.settings.max_operations)
+        counters: dict[str, None] = info["names"].setdefault("counters", {})
+
+        def admit_counter(name: str) -> str:
+            admitted = self._admit(counters, name, self.settings.max_counters)
+            counters.setdefault(admitted)
+            return admitted
+
+        by_slot: dict[int, OperationSummary] = {}
+        for (slot_s, operation), partial in fold_operations(fields, names, keep, admit_counter).items():
+            self._windows.add(("op", component, operation), slot_s, partial)
+            by_slot.setdefault(slot_s, OperationSummary()).merge(partial)
+        for slot_s, partial in by_slot.items():
+            self._windows.add(("producer", component, producer_id), slot_s, partial)
+
+    def _apply_counts(self, component: str, info: dict[str, Any], fields: Mapping[str, Sequence[Any]], keep: np.ndarray | None) -> None:
+        names = self._names(info, "counters", fields["name"], self.settings.max_counters)
+        for i, (timestamp_s, value) in enumerate(zip(fields["timestamp_s"], fields["value"])):
+            if keep is None or keep[i]:
+                self._windows.add(("count", component), math.floor(timestamp_s), OperationSummary(counters={names[i]: value}))
+
+    def _apply_system(self, component: str, pid: int, host: str, fields: Mapping[str, Sequence[Any]], keep: np.ndarray | None) -> None:
+        names = tuple(fields)
+        for i, values in enumerate(zip(*fields.values())):
+            if keep is None or keep[i]:
+                sample = dict(zip(names, values))
+                key: SeriesKey = ("process", component, f"{pid}@{host}") if sample["scope"] == "process" else ("host", host)
+                summary = SystemSummary()
+                summary.add(sample["timestamp_s"], sample)
+                self._windows.add(key, math.floor(sample["timestamp_s"]), summary)
+
+    # -- closing windows
+
+    def _close_windows(self, outputs: list[Output]) -> None:
+        if self._closed_until_s is None:
+            return
+        window = self.settings.window_s
+        last_end = math.floor((self._stream_time_s - self.settings.grace_s) / window) * window
+        while self._closed_until_s + window <= last_end:
+            start = self._closed_until_s
+            horizon = last_end - 15 * MINUTE_S - window
+            if start < horizon and not any(s < horizon for s in self._windows.data_starts() if s >= start):
+                # A jump in time over empty windows: report the last 15 minutes of them, not every one.
+                self._closed_until_s = start = horizon - horizon % MINUTE_S
+            self._close(start, outputs)
+            self._closed_until_s = start + window
+            self._dirty.add(("clock",))
+
+    def _close(self, start_s: int, outputs: list[Output]) -> None:
+        window = self.settings.window_s
+        end_s = start_s + window
+        self._windows.close_bucket(start_s)
+        document = self._document(self._windows.merged(window, [start_s]), start_s, end_s)
+        outputs.append(StreamOutput("stats", {"window": f"{window}s", "end_s": str(end_s), "json": to_json(document)}))
+        outputs.extend(self._latest("stats", {f"{window}s": document}))
+        if end_s % MINUTE_S == 0:
+            views = {
+                f"{minutes}m": self._document(self._windows.merged(MINUTE_S, range(end_s - minutes * MINUTE_S, end_s, MINUTE_S)), end_s - minutes * MINUTE_S, end_s)
+                for minutes in ROLLUP_MINUTES
+            }
+            outputs.append(StreamOutput("stats_1m", {"window": "1m", "end_s": str(end_s), "json": to_json(views)}))
+            outputs.extend(self._latest("stats_rollup", views))
+        self._windows.expire(SLOT_S, start_s)
+        self._windows.expire(window, end_s - LIVE_LONG_S)
+        self._windows.expire(MINUTE_S, end_s - max(ROLLUP_MINUTES) * MINUTE_S)
+        self._forget(end_s, outputs)
+
+    def _emit_live(self, outputs: list[Output]) -> None:
+        """Sliding views at a tick: the last 10 s at 1 s resolution, the last minute at window resolution."""
+        now_s = math.floor(self._stream_time_s)
+        window = self.settings.window_s
+        first_bucket = now_s - now_s % window - (LIVE_LONG_S - window)
+        views = {
+            "10s": self._document(self._windows.merged(SLOT_S, range(now_s - LIVE_WINDOW_S, now_s)), now_s - LIVE_WINDOW_S, now_s),
+            "1m": self._document(self._windows.merged(window, range(first_bucket, now_s, window)), first_bucket, now_s),
+        }
+        outputs.extend(self._latest("stats_live", views))
+
+    def _forget(self, now_s: int, outputs: list[Output]) -> None:
+        cutoff = now_s - self.settings.forget_after_s
+        gone = frozenset(c for c, info in self._components.items() if info["last_seen_s"] < cutoff)
+        for component in gone:
+            del self._components[component]
+            self._dirty.discard(("component", component))
+            self._deleted.add(("component", component))
+            for table in ("stats", "stats_rollup", "stats_live"):
+                outputs.append(LatestOutput(table, component, None))
+        for producer_id in [p for p, info in self._producers.items() if info["last_seen_s"] < cutoff]:
+            del self._producers[producer_id]
+            self._dirty.discard(("producer", producer_id))
+            self._deleted.add(("producer", producer_id))
+        if gone:
+            self._windows.forget(gone, where=1)
+
+    # -- rendering
+
+    def _latest(self, table: str, views: Mapping[str, Mapping[str, Any]]) -> list[Output]:
+        """One field per component, plus the pipeline-wide one, each holding every view by name."""
+        fields: dict[str, dict[str, Any]] = {}
+        for view, document in views.items():
+            for component, body in document["components"].items():
+                fields.setdefault(component, {})[view] = body
+            fields.setdefault(PIPELINE_FIELD, {})[view] = {key: value for key, value in document.items() if key != "components"}
+        return [LatestOutput(table, field, to_json(body)) for field, body in fields.items()]
+
+    def _document(self, summaries: Mapping[SeriesKey, Summary], start_s: int, end_s: int) -> dict[str, Any]:
+        window_s = max(end_s - start_s, 1)
+        pipeline = OperationSummary()
+        components: dict[str, dict[str, Any]] = {}
+        hosts: dict[str, Any] = {}
+        for component, info in self._components.items():
+            stale = self._stream_time_s - info["last_seen_s"] > self.settings.stale_after_s
+            components[component] = {"last_seen_s": info["last_seen_s"], "late_events_total": info["late_events_total"], "state": info["state"], "stale": stale}
+        totals: dict[str, OperationSummary] = {}
+        for key, summary in sorted(summaries.items()):
+            family = key[0]
+            if family == "host":
+                hosts[key[1]] = system_stats(summary)  # type: ignore[arg-type]
+                continue
+            body = components.get(key[1])
+            if body is None or body["stale"]:
+                continue  # a stale series is reported as stale, never with its last value
+            if family == "op":
+                body.setdefault("operations", {})[key[2]] = operation_stats(summary, window_s)  # type: ignore[arg-type]
+            elif family == "producer":
+                body.setdefault("producers", {})[key[2]] = {**operation_stats(summary, window_s), **self._producer_info(key[2])}  # type: ignore[arg-type]
+            elif family == "process":
+                body.setdefault("processes", {})[key[2]] = system_stats(summary)  # type: ignore[arg-type]
+            if family in ("op", "count"):
+                totals.setdefault(key[1], OperationSummary()).merge(summary)  # type: ignore[arg-type]
+                pipeline.merge(summary)  # type: ignore[arg-type]
+        for component, body in components.items():
+            if not body["stale"]:
+                body["stats"] = operation_stats(totals.get(component, OperationSummary()), window_s)
+        return {
+            "window_s": window_s,
+            "start_s": start_s,
+            "end_s": end_s,
+            "stream_time_s": self._stream_time_s,
+            "pipeline": operation_stats(pipeline, window_s),
+            "components": components,
+            "hosts": hosts,
+        }
+
+    def _producer_info(self, producer_id: str) -> dict[str, Any]:
+        info = self._producers.get(producer_id, {})
+        return {k: info[k] for k in ("pid", "host", "dropped_total", "invalid_total", "missing_batches_total") if k in info}
+
+    # -- checkpoint
+
+    def take_changes(self) -> tuple[Parts, set[PartKey]]:
+        written, deleted = self._windows.take_changes()
+        written.update((key, self._part(key)) for key in self._dirty)
+        deleted |= self._deleted
+        self._dirty.clear()
+        self._deleted.clear()
+        return written, deleted - written.keys()
+
+    def _part(self, key: PartKey) -> Any:
+        if key == ("clock",):
+            return [_finite_or_none(self._stream_time_s), self._closed_until_s]
+        table = self._components if key[0] == "component" else self._producers
+        return {k: _finite_or_none(v) if isinstance(v, float) else v for k, v in table[str(key[1])].items()}
+
+    def snapshot(self) -> Parts:
+        parts = self._windows.snapshot()
+        keys: list[PartKey] = [("clock",), *(("component", c) for c in self._components), *(("producer", p) for p in self._producers)]
+        parts.update((key, self._part(key)) for key in keys)
+        return parts
+
+    def restore(self, parts: Mapping[PartKey, Any]) -> None:
+        self._reset()
+        for key, value in parts.items():
+            if key[0] == "w":
+                self._windows.restore_part(key, value)
+            elif key == ("clock",):
+                stream_time_s, self._closed_until_s = value
+                self._stream_time_s = -math.inf if stream_time_s is None else stream_time_s
+            else:
+                table = self._components if key[0] == "component" else self._producers
+                table[str(key[1])] = {k: -math.inf if k == "last_seen_s" and v is None else v for k, v in value.items()}
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None

@@ -1,0 +1,52 @@
+"""`pipepulse status`: the latest per-component statistics as a table a person can read at a glance."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Mapping
+
+from processors.stats import PIPELINE_FIELD
+
+COLUMNS = ("component", "state", "ops", "rate/s", "errors", "p50 ms", "p99 ms", "cache hit", "late", "window end")
+
+
+def _number(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def rows(latest: Mapping[str, str]) -> list[dict[str, Any]]:
+    """One dict per component (and the pipeline) from the `latest:stats` table's JSON values."""
+    result = []
+    for field, text in sorted(latest.items(), key=lambda item: (item[0] == PIPELINE_FIELD, item[0])):
+        (view,) = json.loads(text).values()  # one view per field: the fixed window
+        if field == PIPELINE_FIELD:
+            result.append({"component": "(pipeline)", "state": "", "end_s": view["end_s"], **view["pipeline"]})
+        else:
+            result.append({"component": field, "state": "stale" if view["stale"] else view["state"], "late_events_total": view["late_events_total"], **view.get("stats", {})})
+    return result
+
+
+def table(latest: Mapping[str, str]) -> str:
+    lines = [COLUMNS]
+    for row in rows(latest):
+        latency = row.get("latency_ms", {})
+        lines.append(
+            (
+                row["component"],
+                row["state"],
+                str(row.get("count", "-")),
+                _number(row.get("rate_per_s")),
+                _percent(row.get("error_rate")),
+                _number(latency.get("p50"), 3),
+                _number(latency.get("p99"), 3),
+                _percent(row.get("cache", {}).get("hit_rate")),
+                str(row.get("late_events_total", "")),
+                _number(row.get("end_s"), 0) if "end_s" in row else "",
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(COLUMNS))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in lines)
