@@ -33,7 +33,7 @@ COUNTER_NAMES: Final = (
 class Ledger:
     marks: dict[str, list[float]] = field(default_factory=dict)  # producer_id -> [last seq, last sent_at_s]
     counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTER_NAMES, 0))
-    _dirty: set[str] = field(default_factory=set)
+    _dirty: set[str] = field(default_factory=lambda: {""})  # "": the counters
     _deleted: set[str] = field(default_factory=set)
 
     def admit(self, producer_id: str, seq: int, sent_at_s: float) -> int | None:
@@ -42,7 +42,7 @@ class Ledger:
         if mark is not None and seq <= mark[0]:
             self.count("duplicate_batches_total")
             return None
-        missing = 0 if mark is None else int(seq - mark[0] - 1)
+        missing = int(seq if mark is None else seq - mark[0] - 1)  # a producer's first batch is seq 0
         self.marks[producer_id] = [seq, max(sent_at_s, mark[1] if mark else sent_at_s)]
         self._dirty.add(producer_id)
         if missing:

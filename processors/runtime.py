@@ -177,6 +177,11 @@ class Worker:
         self._run_id: str | None = None
         self._metrics = _Metrics()
 
+    @property
+    def lease_token(self) -> str:
+        """This instance's identity in the lease key (which instance is active)."""
+        return self._lease.token
+
     def run(self, stop: threading.Event) -> None:
         backoff = Backoff(self.settings, f"processor {self.processor.name}")
         while not stop.is_set():
@@ -220,10 +225,8 @@ class Worker:
         return True
 
     def _restore(self) -> None:
-        raw: dict[bytes, bytes] = self._client.hgetall(self._checkpoint)  # type: ignore[assignment]
-        parts = {tuple(unpack(k)): unpack(v, Limits(max_entry_bytes=1 << 30)) for k, v in raw.items()}
-        self._ledger = Ledger.restore({k[1:]: v for k, v in parts.items() if k[0] == LEDGER_PART})
-        self.processor.restore({k[1:]: v for k, v in parts.items() if k[0] == PROCESSOR_PART})
+        parts, self._ledger = load_checkpoint(self._client, self.names, self.processor.name)
+        self.processor.restore(parts)
         self._state_valid = True
 
     def _ensure_group(self) -> None:
@@ -416,6 +419,14 @@ class Ticker:
         if active:
             self._lease.release()
         self._client.close()
+
+
+def load_checkpoint(client: redis.Redis, names: Names, processor: str) -> tuple[Parts, Ledger]:
+    """A processor's committed state parts and its ledger (what a restarted instance resumes from)."""
+    raw: dict[bytes, bytes] = client.hgetall(names.checkpoint(processor))  # type: ignore[assignment]
+    parts = {tuple(unpack(k)): unpack(v, Limits(max_entry_bytes=1 << 30)) for k, v in raw.items()}
+    ledger = Ledger.restore({k[1:]: v for k, v in parts.items() if k[0] == LEDGER_PART})
+    return {k[1:]: v for k, v in parts.items() if k[0] == PROCESSOR_PART}, ledger
 
 
 def read_log(client: redis.Redis, stream: str, chunk: int = 256) -> Iterator[list[Entry]]:

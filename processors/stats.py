@@ -134,9 +134,10 @@ class StatsProcessor:
 
     def _names(self, info: dict[str, Any], kind: str, names: Sequence[str], limit: int) -> Sequence[str]:
         known: dict[str, None] = info["names"].setdefault(kind, {})
-        mapping = {name: self._admit(known, name, limit) for name in set(names)}
-        for admitted in mapping.values():
-            known.setdefault(admitted)
+        mapping: dict[str, str] = {}
+        for name in dict.fromkeys(names):  # first-appearance order, so a replay admits the same names
+            mapping[name] = self._admit(known, name, limit)
+            known.setdefault(mapping[name])
         return names if all(k == v for k, v in mapping.items()) else [mapping[n] for n in names]
 
     def _apply_operations(self, component: str, info: dict[str, Any], producer_id: str, fields: Mapping[str, Sequence[Any]], keep: np.ndarray | None) -> None:
@@ -180,10 +181,11 @@ class StatsProcessor:
         last_end = math.floor((self._stream_time_s - self.settings.grace_s) / window) * window
         while self._closed_until_s + window <= last_end:
             start = self._closed_until_s
-            horizon = last_end - 15 * MINUTE_S - window
-            if start < horizon and not any(s < horizon for s in self._windows.data_starts() if s >= start):
+            horizon = last_end - max(ROLLUP_MINUTES) * MINUTE_S
+            horizon -= horizon % MINUTE_S
+            if start < horizon and not any(start <= s < horizon for s in self._windows.data_starts()):
                 # A jump in time over empty windows: report the last 15 minutes of them, not every one.
-                self._closed_until_s = start = horizon - horizon % MINUTE_S
+                start = horizon
             self._close(start, outputs)
             self._closed_until_s = start + window
             self._dirty.add(("clock",))
@@ -202,6 +204,8 @@ class StatsProcessor:
             }
             outputs.append(StreamOutput("stats_1m", {"window": "1m", "end_s": str(end_s), "json": to_json(views)}))
             outputs.extend(self._latest("stats_rollup", views))
+        # Every known producer, so a reader sees loss and drops per producer even for one that has gone quiet.
+        outputs.extend(LatestOutput("producers", producer_id, to_json(self._producer_info(producer_id))) for producer_id in sorted(self._producers))
         self._windows.expire(SLOT_S, start_s)
         self._windows.expire(window, end_s - LIVE_LONG_S)
         self._windows.expire(MINUTE_S, end_s - max(ROLLUP_MINUTES) * MINUTE_S)
@@ -229,6 +233,7 @@ class StatsProcessor:
                 outputs.append(LatestOutput(table, component, None))
         for producer_id in [p for p, info in self._producers.items() if info["last_seen_s"] < cutoff]:
             del self._producers[producer_id]
+            outputs.append(LatestOutput("producers", producer_id, None))
             self._dirty.discard(("producer", producer_id))
             self._deleted.add(("producer", producer_id))
         if gone:
@@ -260,8 +265,8 @@ class StatsProcessor:
                 hosts[key[1]] = system_stats(summary)  # type: ignore[arg-type]
                 continue
             body = components.get(key[1])
-            if body is None or body["stale"]:
-                continue  # a stale series is reported as stale, never with its last value
+            if body is None:
+                continue
             if family == "op":
                 body.setdefault("operations", {})[key[2]] = operation_stats(summary, window_s)  # type: ignore[arg-type]
             elif family == "producer":
@@ -272,7 +277,8 @@ class StatsProcessor:
                 totals.setdefault(key[1], OperationSummary()).merge(summary)  # type: ignore[arg-type]
                 pipeline.merge(summary)  # type: ignore[arg-type]
         for component, body in components.items():
-            if not body["stale"]:
+            # A stale component with nothing in this window gets no stats: stale, never its last values.
+            if not body["stale"] or component in totals:
                 body["stats"] = operation_stats(totals.get(component, OperationSummary()), window_s)
         return {
             "window_s": window_s,
@@ -285,8 +291,8 @@ class StatsProcessor:
         }
 
     def _producer_info(self, producer_id: str) -> dict[str, Any]:
-        info = self._producers.get(producer_id, {})
-        return {k: info[k] for k in ("pid", "host", "dropped_total", "invalid_total", "missing_batches_total") if k in info}
+        info = self._producers.get(producer_id, {})  # a forgotten producer's last buckets may outlive it
+        return {k: _finite_or_none(v) if isinstance(v, float) else v for k, v in info.items()}
 
     # -- checkpoint
 

@@ -24,7 +24,7 @@ DERIVED_MAXLEN: Final = {"stats": STATS_MAXLEN, "stats_1m": STATS_1M_MAXLEN}
 # Any other derived stream: enough for a day of one entry per 10 s.
 DEFAULT_DERIVED_MAXLEN: Final = 8640
 # Latest-value tables (hashes, one field per component) that readers fetch in O(1).
-LATEST_TABLES: Final = ("stats", "stats_rollup", "stats_live")
+LATEST_TABLES: Final = ("stats", "stats_rollup", "stats_live", "producers")
 
 
 @dataclass(frozen=True, slots=True)

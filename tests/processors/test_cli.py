@@ -97,3 +97,45 @@ def test_the_embedded_server_dies_with_a_killed_owner(tmp_path: Path) -> None:
 
     wait_until(refused, what="the orphaned server to exit")
     client.close()
+
+
+EMIT = """
+import sys
+from emitters import Emitter, EmitterConfig
+em = Emitter(sys.argv[1], config=EmitterConfig(redis_url=sys.argv[2], prefix="e2e", batch_max_events=100))
+for i in range(int(sys.argv[3])):
+    em.record("work", 0.5 + i % 7, ok=i % 10 != 0, error_type="ValueError", cache_hits=i % 2, cache_misses=1 - i % 2)
+em.close(timeout_s=10)
+print(em.producer_id)
+"""
+
+
+def test_run_folds_several_emitting_processes_and_status_and_replay_report_them(real_server: EmbeddedServer, tmp_path: Path) -> None:
+    env = env_for(tmp_path, PIPEPULSE_REDIS_URL=real_server.url, PIPEPULSE_PREFIX="e2e")
+    run = subprocess.Popen([*PIPEPULSE, "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        emitters = [subprocess.run([sys.executable, "-c", EMIT, component, real_server.url, "3000"], capture_output=True, text=True, timeout=60) for component in ("parser", "parser", "extractor")]
+        producer_ids = [e.stdout.strip() for e in emitters]
+        client = redis.Redis.from_url(real_server.url)
+
+        def producers() -> dict[str, dict[str, float]]:
+            return {k.decode(): json.loads(v) for k, v in client.hgetall("e2e:latest:producers").items()}  # type: ignore[union-attr]
+
+        # Windows close on the runtime's own ticks: the last one within about 10 s.
+        wait_until(lambda: all(producers().get(p, {}).get("events_total") == 3002 for p in producer_ids), timeout_s=30, what="every event in the statistics")
+        status = subprocess.run([*PIPEPULSE, "status"], env=env, capture_output=True, text=True, timeout=30)
+        assert status.returncode == 0, status.stderr
+        assert "parser" in status.stdout and "extractor" in status.stdout and "processor stats" in status.stdout
+        as_json = json.loads(subprocess.run([*PIPEPULSE, "status", "--json"], env=env, capture_output=True, text=True, timeout=30).stdout)
+        assert set(as_json["components"]) >= {"parser", "extractor", "__pipeline__"}
+        replay = subprocess.run([*PIPEPULSE, "replay"], env=env, capture_output=True, text=True, timeout=60)
+        assert replay.returncode == 0, replay.stdout + replay.stderr
+        assert json.loads(replay.stdout)["matches"] is True
+        totals = [json.loads(f["json"])["pipeline"]["count"] for _, f in client.xrange("e2e:stats") for f in [{k.decode(): v.decode() for k, v in f.items()}]]  # type: ignore[union-attr]
+        assert sum(totals) == 9000
+        client.close()
+    finally:
+        run.send_signal(signal.SIGTERM)
+        out, err = run.communicate(timeout=30)
+    assert run.returncode == 0, err
+    assert "e2e:events" in out
