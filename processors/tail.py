@@ -9,13 +9,22 @@ from typing import Any, Iterator
 import redis
 
 from schemas import RejectedEntry, decode_batch
-from schemas.codec import PAYLOAD_FIELD
+from schemas.codec import PAYLOAD_FIELD, TICK_FIELD, unpack_tick
 
 
 def event_lines(stream_id: str, fields: dict[bytes, bytes]) -> Iterator[dict[str, Any]]:
     """One dict per event of a batch entry; one per entry for other streams, or for a rejected batch."""
+    if TICK_FIELD in fields:
+        try:
+            yield {"id": stream_id, "tick_s": unpack_tick(fields[TICK_FIELD])}
+        except RejectedEntry as exc:
+            yield {"id": stream_id, "rejected": exc.reason, "detail": exc.detail}
+        return
     if PAYLOAD_FIELD not in fields:
-        yield {"id": stream_id, **{k.decode(errors="replace"): v.decode(errors="replace") for k, v in fields.items()}}
+        line: dict[str, Any] = {"id": stream_id, **{k.decode(errors="replace"): v.decode(errors="replace") for k, v in fields.items()}}
+        if "json" in line:  # a derived snapshot: print it as the document it is
+            line["json"] = json.loads(line["json"])
+        yield line
         return
     try:
         decoded = decode_batch(fields[PAYLOAD_FIELD])
