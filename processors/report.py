@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from processors import histogram
 from processors.summary import OperationSummary, SystemSummary
 
 QUANTILES = (("p50", 0.50), ("p90", 0.90), ("p95", 0.95), ("p99", 0.99))
@@ -32,7 +31,7 @@ def operation_stats(summary: OperationSummary, window_s: float) -> dict[str, Any
     if summary.count:
         latency["mean"] = summary.duration_ns_total / summary.count / 1e6
         latency["min"], latency["max"] = summary.min_ms, summary.max_ms
-        values = histogram.quantiles(summary.buckets, [q for _, q in QUANTILES], summary.min_ms, summary.max_ms)
+        values = summary.latency.quantiles([q for _, q in QUANTILES], summary.min_ms, summary.max_ms)
         latency.update(zip((name for name, _ in QUANTILES), values))
     lookups = summary.cache_hits + summary.cache_misses
     return {

@@ -149,11 +149,10 @@ class StatsProcessor:
             counters.setdefault(admitted)
             return admitted
 
-        by_slot: dict[int, OperationSummary] = {}
-        for (slot_s, operation), partial in fold_operations(fields, names, keep, admit_counter).items():
+        per_operation, per_slot = fold_operations(fields, names, keep, admit_counter)
+        for (slot_s, operation), partial in per_operation.items():
             self._windows.add(("op", component, operation), slot_s, partial)
-            by_slot.setdefault(slot_s, OperationSummary()).merge(partial)
-        for slot_s, partial in by_slot.items():
+        for slot_s, partial in per_slot.items():
             self._windows.add(("producer", component, producer_id), slot_s, partial)
 
     def _apply_counts(self, component: str, info: dict[str, Any], fields: Mapping[str, Sequence[Any]], keep: np.ndarray | None) -> None:

@@ -25,7 +25,7 @@ class OperationSummary:
     duration_ns_total: int = 0
     min_ms: float = math.inf
     max_ms: float = 0.0
-    buckets: dict[int, int] = field(default_factory=dict)
+    latency: histogram.LogHistogram = field(default_factory=histogram.LogHistogram)
     cache_hits: int = 0
     cache_misses: int = 0
     counters: dict[str, float] = field(default_factory=dict)
@@ -38,7 +38,7 @@ class OperationSummary:
         self.duration_ns_total += other.duration_ns_total
         self.min_ms = min(self.min_ms, other.min_ms)
         self.max_ms = max(self.max_ms, other.max_ms)
-        histogram.merge_into(self.buckets, other.buckets)
+        self.latency.merge(other.latency)
         self.cache_hits += other.cache_hits
         self.cache_misses += other.cache_misses
         for name, value in other.counters.items():
@@ -52,7 +52,7 @@ class OperationSummary:
             self.duration_ns_total,
             None if math.isinf(self.min_ms) else self.min_ms,
             self.max_ms,
-            histogram.to_wire(self.buckets),
+            self.latency.to_wire(),
             self.cache_hits,
             self.cache_misses,
             self.counters,
@@ -60,7 +60,7 @@ class OperationSummary:
 
     @classmethod
     def from_wire(cls, value: Sequence[Any]) -> OperationSummary:
-        count, errors, error_types, duration_ns_total, min_ms, max_ms, buckets, hits, misses, counters = value
+        count, errors, error_types, duration_ns_total, min_ms, max_ms, latency, hits, misses, counters = value
         return cls(
             count=count,
             errors=errors,
@@ -68,7 +68,7 @@ class OperationSummary:
             duration_ns_total=duration_ns_total,
             min_ms=math.inf if min_ms is None else min_ms,
             max_ms=max_ms,
-            buckets=histogram.from_wire(buckets),
+            latency=histogram.LogHistogram.from_wire(latency),
             cache_hits=hits,
             cache_misses=misses,
             counters=dict(counters),
@@ -120,78 +120,88 @@ class SystemSummary:
 
 def fold_operations(
     fields: Mapping[str, Sequence[Any]], names: Sequence[str], keep: np.ndarray | None, admit_counter: Callable[[str], str]
-) -> dict[tuple[int, str], OperationSummary]:
-    """Summaries per (1 s slot, operation name) of one batch's operation columns.
+) -> tuple[dict[tuple[int, str], OperationSummary], dict[int, OperationSummary]]:
+    """Summaries of one batch's operation columns per (1 s slot, operation name), and per slot over all operations.
 
     `names` is each event's (cardinality-capped) operation name; `keep` masks out late events.
     """
-    timestamps = np.asarray(fields["timestamp_s"], dtype=np.float64)
-    durations = np.asarray(fields["duration_ms"], dtype=np.float64)
-    ok = np.asarray(fields["ok"], dtype=bool)
-    hits = np.asarray(fields["cache_hits"], dtype=np.float64)
-    misses = np.asarray(fields["cache_misses"], dtype=np.float64)
-    codes_of: dict[str, int] = {}
-    codes = np.fromiter((codes_of.setdefault(n, len(codes_of)) for n in names), dtype=np.int64, count=len(names))
-    slots = np.floor(timestamps).astype(np.int64)
+    codes_of = {name: code for code, name in enumerate(dict.fromkeys(names))}
+    columns = {
+        "slot": np.floor(np.asarray(fields["timestamp_s"], dtype=np.float64)).astype(np.int64),
+        "code": np.fromiter(map(codes_of.__getitem__, names), dtype=np.int64, count=len(names)),
+        "duration": np.asarray(fields["duration_ms"], dtype=np.float64),
+        "ok": np.asarray(fields["ok"], dtype=bool),
+        "hits": np.asarray(fields["cache_hits"], dtype=np.float64),
+        "misses": np.asarray(fields["cache_misses"], dtype=np.float64),
+    }
     if keep is not None:
-        timestamps, durations, ok, hits, misses, codes, slots = (a[keep] for a in (timestamps, durations, ok, hits, misses, codes, slots))
-    if len(codes) == 0:
-        return {}
-    first_slot = int(slots.min())
-    keys = (slots - first_slot) * len(codes_of) + codes
+        columns = {name: column[keep] for name, column in columns.items()}
+    if len(columns["slot"]) == 0:
+        return {}, {}
+    columns["bucket"] = histogram.bucket_indices(columns["duration"])
+    first_slot = int(columns["slot"].min())
+    relative = columns["slot"] - first_slot
+    name_of = list(codes_of)
+    per_operation = {
+        (first_slot + key // len(name_of), name_of[key % len(name_of)]): summary
+        for key, summary in _summaries(relative * len(name_of) + columns["code"], columns).items()
+    }
+    per_slot = {first_slot + key: summary for key, summary in _summaries(relative, columns).items()}
+    _fold_sparse(fields, names, keep, admit_counter, per_operation, per_slot)
+    return per_operation, per_slot
+
+
+def _summaries(keys: np.ndarray, columns: Mapping[str, np.ndarray]) -> dict[int, OperationSummary]:
+    """One summary per distinct key, every figure computed with numpy over the whole batch."""
     groups, group_of = np.unique(keys, return_inverse=True)
     order = np.argsort(group_of, kind="stable")
     starts = np.flatnonzero(np.r_[True, np.diff(group_of[order]) != 0])
+    durations = columns["duration"]
     counts = np.bincount(group_of)
-    errors = np.bincount(group_of, weights=~ok)
+    errors = np.bincount(group_of, weights=~columns["ok"])
     nanos = np.bincount(group_of, weights=np.rint(durations * 1e6))  # whole nanoseconds, summed as Python ints across batches
     lows = np.minimum.reduceat(durations[order], starts)
     highs = np.maximum.reduceat(durations[order], starts)
-    hit_sums = np.bincount(group_of, weights=hits)
-    miss_sums = np.bincount(group_of, weights=misses)
-    name_of = list(codes_of)
-    summaries: dict[tuple[int, str], OperationSummary] = {}
-    for g, key in enumerate(groups.tolist()):
-        slot, code = divmod(key, len(codes_of))
-        summaries[(first_slot + slot, name_of[code])] = OperationSummary(
+    hit_sums = np.bincount(group_of, weights=columns["hits"])
+    miss_sums = np.bincount(group_of, weights=columns["misses"])
+    buckets = np.split(columns["bucket"][order], starts[1:])
+    summaries = [
+        OperationSummary(
             count=int(counts[g]),
             errors=int(errors[g]),
             duration_ns_total=int(nanos[g]),
             min_ms=float(lows[g]),
             max_ms=float(highs[g]),
+            latency=histogram.LogHistogram.of_indices(buckets[g]),
             cache_hits=int(hit_sums[g]),
             cache_misses=int(miss_sums[g]),
         )
-    bucket_keys, bucket_counts = np.unique(group_of * (1 << 20) + (histogram.bucket_indices(durations) - histogram.ZERO_INDEX), return_counts=True)
-    group_keys = groups.tolist()
-    for key, n in zip(bucket_keys.tolist(), bucket_counts.tolist()):
-        g, index = divmod(key, 1 << 20)
-        slot, code = divmod(group_keys[g], len(codes_of))
-        summaries[(first_slot + slot, name_of[code])].buckets[index + histogram.ZERO_INDEX] = n
-    _fold_sparse(fields, names, np.asarray(fields["ok"], dtype=bool), keep, admit_counter, summaries)
-    return summaries
+        for g in range(len(groups))
+    ]
+    return dict(zip(groups.tolist(), summaries))
 
 
 def _fold_sparse(
     fields: Mapping[str, Sequence[Any]],
     names: Sequence[str],
-    ok: np.ndarray,
     keep: np.ndarray | None,
     admit_counter: Callable[[str], str],
-    into: dict[tuple[int, str], OperationSummary],
+    per_operation: dict[tuple[int, str], OperationSummary],
+    per_slot: dict[int, OperationSummary],
 ) -> None:
     """Error types and domain counters: present on few events, so a loop over those only."""
     error_types, counters, timestamps = fields["error_type"], fields["counters"], fields["timestamp_s"]
-    failed = np.flatnonzero(~ok).tolist()
+    failed = np.flatnonzero(~np.asarray(fields["ok"], dtype=bool)).tolist()
     with_counters = [] if set(map(type, counters)) == {type(None)} else [i for i, c in enumerate(counters) if c]
     for i in failed:
         if keep is None or keep[i]:
-            errors = into[(math.floor(timestamps[i]), names[i])].error_types
-            error_type = error_types[i] or "unknown"
-            errors[error_type] = errors.get(error_type, 0) + 1
+            slot, error_type = math.floor(timestamps[i]), error_types[i] or "unknown"
+            for errors in (per_operation[(slot, names[i])].error_types, per_slot[slot].error_types):
+                errors[error_type] = errors.get(error_type, 0) + 1
     for i in with_counters:
         if keep is None or keep[i]:
-            totals = into[(math.floor(timestamps[i]), names[i])].counters
+            slot = math.floor(timestamps[i])
             for name, value in counters[i].items():
                 name = admit_counter(name)
-                totals[name] = totals.get(name, 0.0) + value
+                for totals in (per_operation[(slot, names[i])].counters, per_slot[slot].counters):
+                    totals[name] = totals.get(name, 0.0) + value

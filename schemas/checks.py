@@ -128,7 +128,7 @@ def _text_column(col: Sequence[object], max_chars: int, *, optional: bool) -> li
     kinds = set(map(type, col))
     if kinds <= {str} and max(map(len, col), default=0) <= max_chars:  # type: ignore[arg-type]
         return []  # the common case, at C speed
-    if kinds <= {type(None)} and optional:
+    if optional and kinds <= {str, type(None)} and max(map(len, filter(None, col)), default=0) <= max_chars:  # type: ignore[arg-type]
         return []
     problems = []
     for i, value in enumerate(col):

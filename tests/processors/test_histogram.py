@@ -19,15 +19,14 @@ DISTRIBUTIONS: dict[str, Callable[[np.random.Generator, int], np.ndarray]] = {
 }
 
 
-def buckets_of(values: np.ndarray) -> dict[int, int]:
-    indices, counts = np.unique(histogram.bucket_indices(values), return_counts=True)
-    return dict(zip(indices.tolist(), counts.tolist()))
+def buckets_of(values: np.ndarray) -> histogram.LogHistogram:
+    return histogram.LogHistogram.of_indices(histogram.bucket_indices(values))
 
 
 @pytest.mark.parametrize("name", DISTRIBUTIONS)
 def test_quantiles_are_within_one_percent_of_numpy(name: str) -> None:
     values = DISTRIBUTIONS[name](np.random.default_rng(7), 200_000)
-    estimated = histogram.quantiles(buckets_of(values), Q, float(values.min()), float(values.max()))
+    estimated = buckets_of(values).quantiles(Q, float(values.min()), float(values.max()))
     exact = np.percentile(values, [100 * q for q in Q])
     relative = np.abs(np.array(estimated) - exact) / exact
     assert relative.max() <= 0.01, dict(zip(Q, relative))
@@ -35,15 +34,24 @@ def test_quantiles_are_within_one_percent_of_numpy(name: str) -> None:
 
 def test_merging_halves_equals_the_whole() -> None:
     values = np.random.default_rng(1).lognormal(0, 1, 10_000)
-    merged = buckets_of(values[:5000])
-    histogram.merge_into(merged, buckets_of(values[5000:]))
+    merged = buckets_of(values[5000:])
+    merged.merge(buckets_of(values[:5000]))
     assert merged == buckets_of(values)
+    empty = histogram.LogHistogram()
+    empty.merge(merged)
+    assert empty == merged and empty.counts is not merged.counts
 
 
 def test_zero_durations_are_reported_as_zero() -> None:
-    assert histogram.quantiles(buckets_of(np.array([0.0, 0.0, 0.0])), [0.5], 0.0, 0.0) == [0.0]
+    assert buckets_of(np.array([0.0, 0.0, 0.0])).quantiles([0.5], 0.0, 0.0) == [0.0]
 
 
 def test_wire_form_round_trips() -> None:
     buckets = buckets_of(np.array([0.1, 2.0, 2.0, 300.0]))
-    assert histogram.from_wire(histogram.to_wire(buckets)) == buckets
+    assert histogram.LogHistogram.from_wire(buckets.to_wire()) == buckets
+
+
+def test_hostile_durations_cannot_grow_a_histogram_without_bound() -> None:
+    extremes = buckets_of(np.array([0.0, 1e-300, 1e300, 1e9]))
+    assert len(extremes.counts) == histogram.TOP_INDEX - histogram.ZERO_INDEX + 1
+    assert extremes.quantiles([0.99], 0.0, 1e300) == [pytest.approx(1e9, rel=0.01)]
