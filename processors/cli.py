@@ -100,7 +100,11 @@ def run(config: Config, demo: bool, demo_rate: float) -> None:
     signal.signal(signal.SIGINT, request_stop)
     with server_url(config) as url:
         names = config.names
-        runners: list[Ticker | Worker] = [Ticker(url=url, names=names), *(Worker(url=url, names=names, processor=p) for p in all_processors())]
+        settings = config.runtime_settings
+        runners: list[Ticker | Worker] = [
+            Ticker(url=url, names=names, settings=settings),
+            *(Worker(url=url, names=names, processor=p, settings=settings) for p in all_processors(config)),
+        ]
         threads = [threading.Thread(target=r.run, args=(stop,), name=type(r).__name__) for r in runners]
         for thread in threads:
             thread.start()
@@ -121,9 +125,9 @@ def run(config: Config, demo: bool, demo_rate: float) -> None:
                 thread.join()
 
 
-def all_processors() -> list[Processor]:
+def all_processors(config: Config) -> list[Processor]:
     """Every processor built so far, each under its own consumer group and lease."""
-    return [StatsProcessor()]
+    return [StatsProcessor(config.stats_settings)]
 
 
 def _start_demo(url: str, config: Config, rate: float) -> subprocess.Popen[bytes]:
@@ -170,7 +174,7 @@ def replay(config: Config, into_prefix: str | None) -> None:
         client = redis.Redis.from_url(url, socket_timeout=30)
         try:
             started = time.perf_counter()
-            report = replay_log(client, config.names, out_names, StatsProcessor())
+            report = replay_log(client, config.names, out_names, StatsProcessor(config.stats_settings))
             elapsed_s = time.perf_counter() - started
         except redis.RedisError as exc:
             raise click.ClickException(f"replaying {config.names.events} on {url}: {exc}") from exc

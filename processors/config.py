@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, TypeVar
 
 from schemas import DEFAULT_PREFIX, Names
 
 from processors.embedded import default_state_dir
 from processors.errors import ConfigError
+from processors.runtime import RuntimeSettings
+from processors.stats import StatsSettings
 
 DEFAULT_SERVER_PORT = 6390
+T = TypeVar("T", int, float)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -23,10 +27,22 @@ class Config:
     prefix: str
     state_dir: Path
     server_port: int
+    window_s: int = 10
+    grace_s: float = 0.25
+    tick_interval_s: float = 1.0
+    lease_ttl_s: float = 5.0
 
     @property
     def names(self) -> Names:
         return Names(self.prefix)
+
+    @property
+    def stats_settings(self) -> StatsSettings:
+        return StatsSettings(window_s=self.window_s, grace_s=self.grace_s)
+
+    @property
+    def runtime_settings(self) -> RuntimeSettings:
+        return RuntimeSettings(tick_interval_s=self.tick_interval_s, lease_ttl_s=self.lease_ttl_s)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -44,4 +60,30 @@ class Config:
         except ValueError as exc:
             raise ConfigError(f"PIPEPULSE_PREFIX: {exc}") from exc
         state_dir = Path(env["PIPEPULSE_STATE_DIR"]) if env.get("PIPEPULSE_STATE_DIR") else default_state_dir(env)
-        return cls(redis_url=env.get("PIPEPULSE_REDIS_URL") or None, prefix=prefix, state_dir=state_dir, server_port=port)
+        window_s = _number(env, "PIPEPULSE_WINDOW_S", int, 10)
+        if window_s < 2 or 60 % window_s:
+            raise ConfigError(f"PIPEPULSE_WINDOW_S={window_s} must divide 60 and be at least 2")
+        return cls(
+            redis_url=env.get("PIPEPULSE_REDIS_URL") or None,
+            prefix=prefix,
+            state_dir=state_dir,
+            server_port=port,
+            window_s=window_s,
+            grace_s=_number(env, "PIPEPULSE_GRACE_S", float, 0.25),
+            tick_interval_s=_number(env, "PIPEPULSE_TICK_INTERVAL_S", float, 1.0, minimum=0.01),
+            lease_ttl_s=_number(env, "PIPEPULSE_LEASE_TTL_S", float, 5.0, minimum=0.1),
+        )
+
+
+def _number(env: Mapping[str, str], variable: str, kind: type[T], default: T, minimum: float = 0.0) -> T:
+    """A non-negative number setting; a bad value is an error naming the variable."""
+    text = env.get(variable)
+    if text is None:
+        return default
+    try:
+        value = kind(text)
+    except ValueError as exc:
+        raise ConfigError(f"{variable}={text!r} is not a {kind.__name__}") from exc
+    if not math.isfinite(value) or value < minimum:
+        raise ConfigError(f"{variable}={text!r} must be a finite number of at least {minimum}")
+    return value
