@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any, Mapping
 
 from processors.stats import PIPELINE_FIELD
@@ -45,7 +46,7 @@ def table(latest: Mapping[str, str]) -> str:
                 _number(latency.get("p99"), 3),
                 _percent(row.get("cache", {}).get("hit_rate")),
                 str(row.get("late_events_total", "")),
-                _number(row.get("end_s"), 0) if "end_s" in row else "",
+                time.strftime("%H:%M:%S UTC", time.gmtime(row["end_s"])) if "end_s" in row else "",
             )
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(COLUMNS))]
