@@ -23,7 +23,7 @@ from processors.connect import embedded, server_url
 from processors.contract import Processor, to_json
 from processors.errors import ProcessorError
 from processors.replay import replay as replay_log
-from processors.runtime import Ticker, Worker, runtime_report
+from processors.runtime import Ticker, Worker, runtime_report, tune_gc
 from processors.stats import StatsProcessor
 from processors.status import table as status_table
 from processors.tail import tail
@@ -91,6 +91,7 @@ def tail_command(config: Config, short: str, from_start: bool, count: int | None
 def run(config: Config, demo: bool, demo_rate: float) -> None:
     """Run every processor (and the ticker) until Ctrl-C or SIGTERM; a second `run` waits as a hot standby."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    tune_gc()
     stop = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
@@ -170,6 +171,7 @@ def status(config: Config, as_json: bool) -> None:
 def replay(config: Config, into_prefix: str | None) -> None:
     """Rebuild the derived streams from the event log under another prefix and report whether they match the live ones."""
     out_names = Names(into_prefix or f"{config.prefix}-replay")
+    tune_gc()
     with server_url(config) as url:
         client = redis.Redis.from_url(url, socket_timeout=30)
         try:

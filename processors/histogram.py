@@ -86,13 +86,16 @@ class LogHistogram:
         return [min(max(bucket_value(self.offset + int(p)), low_ms), high_ms) for p in positions]
 
     def to_wire(self) -> list[Any]:
-        """[offset, counts]: msgpack map keys must be strings under the pinned codec options."""
-        return [self.offset, self.counts.tolist()]
+        """[offset, occupied positions, their counts]: sparse, as most buckets of a wide range are empty."""
+        occupied = np.flatnonzero(self.counts)
+        return [self.offset, occupied.tolist(), self.counts[occupied].tolist()]
 
     @classmethod
     def from_wire(cls, value: Sequence[Any]) -> LogHistogram:
-        offset, counts = value
-        return cls(int(offset), np.asarray(counts, dtype=np.int64))
+        offset, occupied, counts = value
+        dense = np.zeros(occupied[-1] + 1 if occupied else 0, dtype=np.int64)
+        dense[occupied] = counts
+        return cls(int(offset), dense)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, LogHistogram) and self.to_wire() == other.to_wire()

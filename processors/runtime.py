@@ -10,6 +10,7 @@ with jittered back-off and hold a lease, so a second instance is a hot standby.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import random
@@ -28,9 +29,9 @@ from schemas.codec import PAYLOAD_FIELD, TICK_FIELD, decode_columns, pack, unpac
 from schemas.errors import RejectedEntry
 from schemas.names import DEAD_MAXLEN, DERIVED_STREAMS, EVENTS_MAXLEN, LATEST_TABLES, Names
 
-from processors.contract import BatchItem, Item, LatestOutput, Output, PartKey, Parts, Processor, StreamOutput, Tick, to_json
+from processors.contract import BatchItem, Item, Output, PartKey, Parts, Processor, StreamOutput, Tick, to_json
 from processors.errors import ProcessorError
-from processors.ledger import Ledger
+from processors.ledger import COUNTERS_PART, Ledger
 
 log = logging.getLogger("pipepulse.runtime")
 
@@ -56,6 +57,14 @@ class RuntimeSettings:
     backoff_max_s: float = 5.0
     metrics_interval_s: float = 1.0
     limits: Limits = field(default_factory=Limits)
+
+
+def tune_gc() -> None:
+    """For processing processes only (never called on import): decoding a batch makes about a
+    thousand short-lived lists, which makes the default collector thresholds spend 15-20 % of
+    the time scanning; freezing what is loaded and raising the first threshold removes that."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 def connect(url: str, settings: RuntimeSettings) -> redis.Redis:
@@ -427,6 +436,12 @@ def load_checkpoint(client: redis.Redis, names: Names, processor: str) -> tuple[
     parts = {tuple(unpack(k)): unpack(v, Limits(max_entry_bytes=1 << 30)) for k, v in raw.items()}
     ledger = Ledger.restore({k[1:]: v for k, v in parts.items() if k[0] == LEDGER_PART})
     return {k[1:]: v for k, v in parts.items() if k[0] == PROCESSOR_PART}, ledger
+
+
+def committed_counters(client: redis.Redis, names: Names, processor: str) -> dict[str, int]:
+    """A processor's ledger counters as of its last commit, in one O(1) read."""
+    raw = client.hget(names.checkpoint(processor), pack([LEDGER_PART, COUNTERS_PART]))
+    return dict(unpack(raw)) if isinstance(raw, bytes) else {}
 
 
 def read_log(client: redis.Redis, stream: str, chunk: int = 256) -> Iterator[list[Entry]]:

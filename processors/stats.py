@@ -21,7 +21,7 @@ from schemas.events import TAG_COUNT, TAG_LIFECYCLE, TAG_OPERATION, TAG_SYSTEM
 from processors.contract import BatchItem, Item, LatestOutput, Output, PartKey, Parts, StreamOutput, Tick, to_json
 from processors.report import operation_stats, system_stats
 from processors.summary import OperationSummary, SystemSummary, fold_operations
-from processors.windows import MINUTE_S, SLOT_S, SeriesKey, Summary, TieredWindows
+from processors.windows import MINUTE_S, SLOT_S, SeriesKey, Summary, TieredWindows, new_summary
 
 PIPELINE_FIELD = "__pipeline__"
 ROLLUP_MINUTES = (1, 5, 15)
@@ -57,6 +57,8 @@ class StatsProcessor:
         self._producers: dict[str, dict[str, Any]] = {}
         self._dirty: set[PartKey] = set()
         self._deleted: set[PartKey] = set()
+        # Derived, not state: rebuilt after a restore with the same grouping, so outputs stay identical.
+        self._minute_cache: tuple[tuple[int, int], dict[SeriesKey, Summary]] = ((0, 0), {})
 
     # -- folding
 
@@ -217,9 +219,21 @@ class StatsProcessor:
         first_bucket = now_s - now_s % window - (LIVE_LONG_S - window)
         views = {
             "10s": self._document(self._windows.merged(SLOT_S, range(now_s - LIVE_WINDOW_S, now_s)), now_s - LIVE_WINDOW_S, now_s),
-            "1m": self._document(self._windows.merged(window, range(first_bucket, now_s, window)), first_bucket, now_s),
+            "1m": self._document(self._live_minute(first_bucket, now_s), first_bucket, now_s),
         }
         outputs.extend(self._latest("stats_live", views))
+
+    def _live_minute(self, first_bucket_s: int, now_s: int) -> dict[SeriesKey, Summary]:
+        """The open buckets plus the closed ones, whose merge is cached until the next close (it cannot change)."""
+        closed_until_s = max(first_bucket_s, self._closed_until_s or first_bucket_s)
+        if self._minute_cache[0] != (first_bucket_s, closed_until_s):
+            self._minute_cache = ((first_bucket_s, closed_until_s), self._windows.merged(self.settings.window_s, range(first_bucket_s, closed_until_s, self.settings.window_s)))
+        summaries = self._windows.merged(self.settings.window_s, range(closed_until_s, now_s, self.settings.window_s))
+        for key, summary in self._minute_cache[1].items():
+            if key not in summaries:
+                summaries[key] = new_summary(key)
+            summaries[key].merge(summary)  # type: ignore[arg-type]
+        return summaries
 
     def _forget(self, now_s: int, outputs: list[Output]) -> None:
         cutoff = now_s - self.settings.forget_after_s

@@ -6,6 +6,7 @@ windows, or folding a log in different read sizes, gives bit-identical results.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -192,7 +193,7 @@ def _fold_sparse(
     """Error types and domain counters: present on few events, so a loop over those only."""
     error_types, counters, timestamps = fields["error_type"], fields["counters"], fields["timestamp_s"]
     failed = np.flatnonzero(~np.asarray(fields["ok"], dtype=bool)).tolist()
-    with_counters = [] if set(map(type, counters)) == {type(None)} else [i for i, c in enumerate(counters) if c]
+    with_counters = list(itertools.compress(range(len(counters)), counters))
     for i in failed:
         if keep is None or keep[i]:
             slot, error_type = math.floor(timestamps[i]), error_types[i] or "unknown"

@@ -19,7 +19,7 @@ from typing import Sequence
 from schemas.names import Names
 
 from processors.contract import BatchItem, Item, Output
-from processors.runtime import RuntimeSettings, Worker
+from processors.runtime import RuntimeSettings, Worker, tune_gc
 from processors.stats import StatsProcessor
 
 
@@ -56,6 +56,7 @@ def main() -> None:
             if seen["n"] >= args.crash_at:
                 os.kill(os.getpid(), signal.SIGKILL)
 
+    tune_gc()
     processor = PoisonedStats(args.poison) if args.poison else StatsProcessor()
     settings = RuntimeSettings(read_count=args.read_count, lease_ttl_s=args.lease_ttl, max_deliveries=args.max_deliveries, backoff_max_s=0.5, metrics_interval_s=0.2)
     worker = Worker(url=args.url, names=Names(args.prefix), processor=processor, settings=settings, on_stage=on_stage)
