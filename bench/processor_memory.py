@@ -27,7 +27,7 @@ import psutil
 
 from processors.contract import Output
 from processors.ledger import Ledger
-from processors.runtime import Entry, prepare
+from processors.intake import Entry, prepare
 from processors.stats import StatsProcessor
 from schemas.checks import Limits
 from schemas.codec import PAYLOAD_FIELD, TICK_FIELD, pack

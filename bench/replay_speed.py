@@ -19,6 +19,7 @@ times that, the event count is lowered and the script says so.
 from __future__ import annotations
 
 import argparse
+import os
 import cProfile
 import pstats
 import tempfile
@@ -31,7 +32,8 @@ import redis
 from processors.embedded import EmbeddedServer, ServerSettings
 from processors.ledger import Ledger
 from processors.replay import replay
-from processors.runtime import prepare, read_derived, read_log, tune_gc
+from processors.intake import prepare
+from processors.runtime import read_derived, read_log, tune_gc
 from processors.stats import StatsProcessor
 from schemas.checks import Limits
 from schemas.codec import PAYLOAD_FIELD, TICK_FIELD, pack
@@ -87,6 +89,7 @@ def main() -> None:
     parser.add_argument("--sim-rate", type=float, default=20_000, help="events per simulated second (sets how many windows close)")
     parser.add_argument("--producers", type=int, default=4)
     parser.add_argument("--profile", action="store_true", help="also print a cProfile top-15 of a replay")
+    parser.add_argument("--decode-workers", type=int, default=max(1, min(4, (os.cpu_count() or 1) - 1)), help="as `pipepulse replay` (default: cores - 1)")
     args = parser.parse_args()
 
     available = psutil.virtual_memory().available
@@ -108,10 +111,14 @@ def main() -> None:
         started = time.perf_counter()
         prepared_events = read_and_prepare(client, names.events)
         prepare_s = time.perf_counter() - started
-        started = time.perf_counter()
         tune_gc()  # as `pipepulse replay` does
-        report = replay(client, names, out_names, StatsProcessor())
+        started = time.perf_counter()
+        serial = replay(client, names, out_names, StatsProcessor())
+        serial_s = time.perf_counter() - started
+        started = time.perf_counter()
+        report = replay(client, names, out_names, StatsProcessor(), decode_workers=args.decode_workers)
         replay_s = time.perf_counter() - started
+        assert serial.comparisons == report.comparisons
         windows = len(read_derived(client, out_names, "stats"))
         if args.profile:
             profiler = cProfile.Profile()
@@ -121,7 +128,8 @@ def main() -> None:
     assert read_entries == entries and prepared_events == report.events == events, (read_entries, entries, prepared_events, report.events, events)
     print(f"log: {events:,} events in {entries:,} entries ({events / args.sim_rate:,.0f} s of event time, {windows} windows closed), server memory {used_mb:,.0f} MB, written in {write_s:.1f} s")
     replay_rate = events / replay_s
-    print(f"replay() (read + decode + fold + write outputs): {replay_rate:12,.0f} events/s  {replay_s:6.1f} s  (target >= 1,000,000)")
+    print(f"replay() with {args.decode_workers} decode worker(s):          {replay_rate:12,.0f} events/s  {replay_s:6.1f} s  (target >= 1,000,000; read + decode + fold + write)")
+    print(f"replay() decoding in-process:                  {events / serial_s:12,.0f} events/s  {serial_s:6.1f} s")
     print(f"peer: read + prepare (decode, dedup), no fold:   {events / prepare_s:12,.0f} events/s  {prepare_s:6.1f} s")
     print(f"peer: XRANGE read only:                          {events / read_s:12,.0f} events/s  {read_s:6.1f} s")
     print(f"ratio replay / read+prepare: {replay_rate * prepare_s / events:.2f}; replay / read only: {replay_rate * read_s / events:.2f}")

@@ -167,8 +167,9 @@ def status(config: Config, as_json: bool) -> None:
 
 @cli.command()
 @click.option("--into", "into_prefix", default=None, help="Prefix for the rebuilt streams (default: <prefix>-replay).")
+@click.option("--decode-workers", type=int, default=None, help="Processes that decode ahead of the fold (default: cores - 1; 0 decodes in-process).")
 @click.pass_obj
-def replay(config: Config, into_prefix: str | None) -> None:
+def replay(config: Config, into_prefix: str | None, decode_workers: int | None) -> None:
     """Rebuild the derived streams from the event log under another prefix and report whether they match the live ones."""
     out_names = Names(into_prefix or f"{config.prefix}-replay")
     tune_gc()
@@ -176,7 +177,8 @@ def replay(config: Config, into_prefix: str | None) -> None:
         client = redis.Redis.from_url(url, socket_timeout=30)
         try:
             started = time.perf_counter()
-            report = replay_log(client, config.names, out_names, StatsProcessor(config.stats_settings))
+            workers = max(0, min(4, (os.cpu_count() or 1) - 1)) if decode_workers is None else decode_workers
+            report = replay_log(client, config.names, out_names, StatsProcessor(config.stats_settings), decode_workers=workers)
             elapsed_s = time.perf_counter() - started
         except redis.RedisError as exc:
             raise click.ClickException(f"replaying {config.names.events} on {url}: {exc}") from exc

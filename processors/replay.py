@@ -8,8 +8,11 @@ are reported as live-only, not as mismatches.
 
 from __future__ import annotations
 
+import multiprocessing
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import redis
 
@@ -18,7 +21,8 @@ from schemas.names import Names
 
 from processors.contract import Processor
 from processors.ledger import Ledger
-from processors.runtime import clear_derived, prepare, read_derived, read_log, write_outputs
+from processors.intake import Decoded, Entry, admit, decode_entries
+from processors.runtime import clear_derived, read_derived, read_log, tune_gc, write_outputs
 
 COMPARED_STREAMS = ("stats", "stats_1m")
 
@@ -53,6 +57,22 @@ class ReplayReport:
         }
 
 
+def decoded_chunks(chunks: Iterator[list[Entry]], limits: Limits, workers: int) -> Iterator[list[tuple[bytes, Decoded]]]:
+    """Decoded chunks in log order; decoding needs nothing but the bytes, so it can run in other processes."""
+    if workers <= 0:
+        yield from (decode_entries(chunk, limits) for chunk in chunks)
+        return
+    # spawn, not fork: the caller may have threads (a forked child could inherit a held lock).
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=tune_gc) as pool:
+        ahead: deque[Future[list[tuple[bytes, Decoded]]]] = deque()
+        for chunk in chunks:
+            ahead.append(pool.submit(decode_entries, chunk, limits))
+            if len(ahead) > 2 * workers:
+                yield ahead.popleft().result()
+        while ahead:
+            yield ahead.popleft().result()
+
+
 def compare(stream: str, live: Sequence[Mapping[str, str]], replayed: Sequence[Mapping[str, str]]) -> StreamComparison:
     """Entries are matched by (window, end_s); a window present in both must be identical."""
     live_by_key = {(e["window"], e["end_s"]): e for e in live}
@@ -68,14 +88,17 @@ def compare(stream: str, live: Sequence[Mapping[str, str]], replayed: Sequence[M
     )
 
 
-def replay(client: redis.Redis, names: Names, out_names: Names, processor: Processor, limits: Limits = Limits()) -> ReplayReport:
-    """Fold the retained event log through a fresh processor, writing its outputs under `out_names`."""
+def replay(client: redis.Redis, names: Names, out_names: Names, processor: Processor, limits: Limits = Limits(), decode_workers: int = 0) -> ReplayReport:
+    """Fold the retained event log through a fresh processor, writing its outputs under `out_names`.
+
+    With `decode_workers`, entries are decoded in that many other processes, a few chunks ahead of the fold.
+    """
     if out_names.prefix == names.prefix:
         raise ValueError("replay must write under a different prefix than the live outputs")
     clear_derived(client, out_names)
     ledger = Ledger()
-    for chunk in read_log(client, names.events):
-        outputs = processor.apply(prepare(chunk, ledger, limits).items)
+    for decoded in decoded_chunks(read_log(client, names.events), limits, decode_workers):
+        outputs = processor.apply(admit(decoded, ledger).items)
         if outputs:
             write_outputs(client, out_names, outputs)
     comparisons = tuple(compare(short, read_derived(client, names, short), read_derived(client, out_names, short)) for short in COMPARED_STREAMS)

@@ -25,11 +25,11 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from schemas.checks import Limits
-from schemas.codec import PAYLOAD_FIELD, TICK_FIELD, decode_columns, pack, unpack, unpack_tick
-from schemas.errors import RejectedEntry
+from schemas.codec import TICK_FIELD, pack, unpack
 from schemas.names import DEAD_MAXLEN, DERIVED_STREAMS, EVENTS_MAXLEN, LATEST_TABLES, Names
 
-from processors.contract import BatchItem, Item, Output, PartKey, Parts, Processor, StreamOutput, Tick, to_json
+from processors.contract import BatchItem, Output, PartKey, Parts, Processor, StreamOutput, to_json
+from processors.intake import Entry, Prepared, prepare
 from processors.errors import ProcessorError
 from processors.ledger import COUNTERS_PART, Ledger
 
@@ -121,52 +121,6 @@ class Backoff:
         if self.failures:
             log.warning("%s: recovered after %d failed attempts", self._what, self.failures)
         self.failures = 0
-
-
-@dataclass(slots=True)
-class Prepared:
-    """A read's entries turned into processor items, acknowledgements and dead letters."""
-
-    items: list[Item] = field(default_factory=list)
-    ack_ids: list[bytes] = field(default_factory=list)
-    dead: list[dict[str, Any]] = field(default_factory=list)
-
-
-Entry = tuple[bytes, Mapping[bytes, bytes] | None]
-
-
-def prepare(entries: Sequence[Entry], ledger: Ledger, limits: Limits) -> Prepared:
-    """Decode entries into processor items, deduplicating through `ledger`; bad ones become dead letters."""
-    prepared = Prepared()
-    for entry_id, fields in entries:
-        prepared.ack_ids.append(entry_id)
-        ident = entry_id.decode()
-        ledger.count("entries_total")
-        if not fields:  # trimmed while pending: counted here, and as a gap when the producer's next batch arrives
-            ledger.count("trimmed_entries_total")
-            continue
-        try:
-            if TICK_FIELD in fields:
-                prepared.items.append(Tick(ident, unpack_tick(fields[TICK_FIELD])))
-                ledger.count("ticks_total")
-                continue
-            if PAYLOAD_FIELD not in fields:
-                raise RejectedEntry("missing_field", f"entry has neither {PAYLOAD_FIELD!r} nor {TICK_FIELD!r}")
-            decoded = decode_columns(fields[PAYLOAD_FIELD], limits)
-        except RejectedEntry as exc:
-            prepared.dead.append({"reason": exc.reason, "detail": exc.detail, "entry_id": ident, "raw": next(iter(fields.values()))[:4096]})
-            continue
-        envelope = decoded.envelope
-        for rejected in decoded.rejected:
-            prepared.dead.append(
-                {"reason": rejected.reason, "detail": rejected.detail, "entry_id": ident, "producer_id": envelope.producer_id, "seq": envelope.seq, "index": rejected.index, "raw": rejected.row}
-            )
-        missing = ledger.admit(envelope.producer_id, envelope.seq, envelope.sent_at_s)
-        if missing is not None:
-            prepared.items.append(BatchItem(ident, decoded, missing))
-            ledger.count("events_total", decoded.event_count)
-    ledger.count("dead_letters_total", len(prepared.dead))
-    return prepared
 
 
 class Worker:

@@ -11,7 +11,7 @@ from schemas.events import TAG_COUNT, TAG_LIFECYCLE, TAG_OPERATION, TAG_SYSTEM
 
 from processors.contract import Item, Output, StreamOutput
 from processors.ledger import Ledger
-from processors.runtime import Entry, prepare
+from processors.intake import Entry, prepare
 
 T0 = 1_800_000_000.0  # a multiple of 60: windows start on it
 _ids = itertools.count(1)

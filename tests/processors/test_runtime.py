@@ -19,7 +19,9 @@ from schemas.names import Names
 
 from processors.embedded import EmbeddedServer
 from processors.ledger import Ledger
-from processors.runtime import Entry, load_checkpoint, read_derived
+from processors.intake import Entry
+from processors.replay import replay
+from processors.runtime import load_checkpoint, read_derived
 from processors.stats import StatsProcessor
 
 from tests.conftest import wait_until
@@ -234,3 +236,18 @@ em.close(timeout_s=10)
 stats = em.stats()
 print(em.producer_id, stats.delivered_total)
 """
+
+
+def test_replay_rebuilds_the_live_outputs_whether_it_decodes_in_process_or_in_workers(client: redis.Redis, workers: Workers) -> None:
+    entries = workload(seed=21, batches=300)
+    seed(client, entries)
+    proc = workers.start()
+    wait_until(lambda: caught_up(client), what="the worker to catch up")
+    stop(proc)
+    reports = [replay(client, Names("t"), Names(f"r{n}"), StatsProcessor(), decode_workers=n) for n in (0, 1)]
+    assert reports[0] == reports[1] and reports[0].matches
+    assert read_derived(client, Names("r0"), "stats") == read_derived(client, Names("r1"), "stats") == read_derived(client, Names("t"), "stats")
+    first = read_derived(client, Names("t"), "stats")[0]
+    client.xadd(Names("t").stream("stats"), {**first, "json": first["json"].replace('"count":', '"count":1')})  # a live window that differs
+    tampered = replay(client, Names("t"), Names("r2"), StatsProcessor())
+    assert not tampered.matches and tampered.comparisons[0].mismatched == (first["end_s"],)
