@@ -86,6 +86,13 @@ def stop(proc: subprocess.Popen[str]) -> str:
     return err
 
 
+def process_uninterrupted(client: redis.Redis, workers: Workers, entries: list[Entry]) -> None:
+    seed(client, entries)
+    proc = workers.start()
+    wait_until(lambda: caught_up(client), what="the worker to catch up")
+    stop(proc)
+
+
 def oracle(entries: list[Entry]) -> tuple[StatsProcessor, Ledger, list[Any]]:
     """The uninterrupted run: the same log folded by the pure processor."""
     processor, ledger = StatsProcessor(), Ledger()
@@ -108,10 +115,7 @@ def assert_equals_oracle(client: redis.Redis, entries: list[Entry]) -> None:
 
 def test_uninterrupted_worker_equals_the_pure_fold(client: redis.Redis, workers: Workers) -> None:
     entries = workload(seed=11, batches=200)
-    seed(client, entries)
-    proc = workers.start()
-    wait_until(lambda: caught_up(client), what="the worker to catch up")
-    stop(proc)
+    process_uninterrupted(client, workers, entries)
     assert_equals_oracle(client, entries)
     assert len(read_derived(client, Names("t"), "stats")) > 10
 
@@ -240,10 +244,7 @@ print(em.producer_id, stats.delivered_total)
 
 def test_replay_rebuilds_the_live_outputs_whether_it_decodes_in_process_or_in_workers(client: redis.Redis, workers: Workers) -> None:
     entries = workload(seed=21, batches=300)
-    seed(client, entries)
-    proc = workers.start()
-    wait_until(lambda: caught_up(client), what="the worker to catch up")
-    stop(proc)
+    process_uninterrupted(client, workers, entries)
     reports = [replay(client, Names("t"), Names(f"r{n}"), StatsProcessor(), decode_workers=n) for n in (0, 1)]
     assert reports[0] == reports[1] and reports[0].matches
     assert read_derived(client, Names("r0"), "stats") == read_derived(client, Names("r1"), "stats") == read_derived(client, Names("t"), "stats")
