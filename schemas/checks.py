@@ -177,6 +177,8 @@ def _finite_number(value: object) -> tuple[str, str] | None:
 
 def counters(col: Sequence[object], limits: Limits) -> list[Problem]:
     """Maps of domain counter name to a finite number."""
+    if set(map(type, col)) == {type(None)}:
+        return []  # the common case: no counters on any event, checked at C speed
     problems = []
     for i, value in enumerate(col):
         if value:
