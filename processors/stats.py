@@ -228,7 +228,7 @@ class StatsProcessor:
         closed_until_s = max(first_bucket_s, self._closed_until_s or first_bucket_s)
         if self._minute_cache[0] != (first_bucket_s, closed_until_s):
             self._minute_cache = ((first_bucket_s, closed_until_s), self._windows.merged(self.settings.window_s, range(first_bucket_s, closed_until_s, self.settings.window_s)))
-        summaries = self._windows.merged(self.settings.window_s, range(closed_until_s, now_s, self.settings.window_s))
+        summaries = self._windows.merged(SLOT_S, range(closed_until_s, now_s))  # the open buckets, from their slots
         for key, summary in self._minute_cache[1].items():
             if key not in summaries:
                 summaries[key] = new_summary(key)

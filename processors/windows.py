@@ -2,8 +2,8 @@
 
 Three tiers per series: 1 s slots (the sliding "last 10 s" view), the fixed
 window buckets (default 10 s), and 1 m buckets (the 1 m, 5 m and 15 m views).
-Events land in the first two; a fixed bucket is folded into its minute when it
-closes, after which no late event can change it.
+Events land in slots only; when a fixed window closes (after which no late event
+can change it) its bucket is built from its slots and folded into its minute.
 """
 
 from __future__ import annotations
@@ -34,27 +34,28 @@ class TieredWindows:
         self._deleted: set[tuple[int, int, SeriesKey]] = set()
 
     def add(self, key: SeriesKey, slot_s: int, partial: Summary) -> None:
-        """Fold a partial summary of one 1 s slot into its slot and its fixed bucket."""
-        for resolution in (SLOT_S, self.window_s):
-            start = slot_s - slot_s % resolution
-            series = self._tiers[resolution].setdefault(start, {})
-            summary = series.get(key)
-            if summary is None:
-                summary = series[key] = new_summary(key)
-            summary.merge(partial)  # type: ignore[arg-type]
-            self._dirty.add((resolution, start, key))
+        """Fold a partial summary into its 1 s slot (the fixed bucket is built from the slots when it closes)."""
+        series = self._tiers[SLOT_S].setdefault(slot_s, {})
+        summary = series.get(key)
+        if summary is None:
+            summary = series[key] = new_summary(key)
+        summary.merge(partial)  # type: ignore[arg-type]
+        self._dirty.add((SLOT_S, slot_s, key))
 
-    def has_data(self, start_s: int) -> bool:
-        return start_s in self._tiers[self.window_s]
-
-    def data_starts(self) -> Iterable[int]:
-        return self._tiers[self.window_s].keys()
+    def data_starts(self) -> set[int]:
+        """Starts of the fixed buckets that hold data (closed ones, or open ones through their slots)."""
+        window = self.window_s
+        return {s - s % window for s in self._tiers[SLOT_S]} | self._tiers[window].keys()
 
     def close_bucket(self, start_s: int) -> None:
-        """Fold a closed fixed bucket into its minute."""
+        """Build a closed fixed bucket from its slots, and fold it into its minute."""
+        bucket = self.merged(SLOT_S, range(start_s, start_s + self.window_s))
+        if bucket:
+            self._tiers[self.window_s][start_s] = bucket
         minute = start_s - start_s % MINUTE_S
-        for key, summary in self._tiers[self.window_s].get(start_s, {}).items():
-            target = self._tiers[MINUTE_S].setdefault(minute, {})
+        target = self._tiers[MINUTE_S].setdefault(minute, {})
+        for key, summary in bucket.items():
+            self._dirty.add((self.window_s, start_s, key))
             if key not in target:
                 target[key] = new_summary(key)
             target[key].merge(summary)  # type: ignore[arg-type]
