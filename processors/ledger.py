@@ -47,7 +47,7 @@ class Ledger:
         self._dirty.add(producer_id)
         if missing:
             self.count("missing_batches_total", missing)
-        if len(self.marks) % 1024 == 0:
+        if mark is None and len(self.marks) % 1024 == 0:  # sweep as producers are added, not on every batch
             self._forget_before(sent_at_s - FORGET_AFTER_S)
         return missing
 

@@ -28,7 +28,7 @@ from schemas.checks import Limits
 from schemas.codec import TICK_FIELD, pack, unpack
 from schemas.names import DEAD_MAXLEN, DERIVED_STREAMS, EVENTS_MAXLEN, LATEST_TABLES, Names
 
-from processors.contract import BatchItem, Output, PartKey, Parts, Processor, StreamOutput, to_json
+from processors.contract import BatchItem, Output, Parts, Processor, StreamOutput, to_json
 from processors.intake import Entry, Prepared, prepare
 from processors.errors import ProcessorError
 from processors.ledger import COUNTERS_PART, Ledger
@@ -176,6 +176,10 @@ class Worker:
         if self._run_id is not None and run_id != self._run_id:
             log.warning("Redis server restarted (run_id %s -> %s)", self._run_id[:8], run_id[:8])
             self._metrics.server_restarts_total += 1
+            if self._group_info() is None:
+                # The pending entries of an uncommitted batch died with the group and cannot come back,
+                # so what was applied stays applied (restoring would lose everything before them too).
+                self._state_valid = True
             # Keep what was committed and applied; rewrite it whole in case the server lost it.
             self._full_checkpoint = self._state_valid
         self._run_id = run_id
@@ -191,6 +195,14 @@ class Worker:
         parts, self._ledger = load_checkpoint(self._client, self.names, self.processor.name)
         self.processor.restore(parts)
         self._state_valid = True
+
+    def _group_info(self) -> dict[str, Any] | None:
+        """This processor's group as XINFO GROUPS reports it (lag, pending), or None if it does not exist."""
+        try:
+            infos: list[dict[str, Any]] = self._client.xinfo_groups(self.names.events)
+        except redis.ResponseError:  # no stream at all
+            return None
+        return next((g for g in infos if g["name"].decode() == self._group), None)
 
     def _ensure_group(self) -> None:
         try:
@@ -226,14 +238,14 @@ class Worker:
         self._state_valid = False
         try:
             outputs = self.processor.apply(prepared.items)
-        except Exception as exc:  # a poison entry: find it, retry it, dead-letter it after max_deliveries
+        except Exception:  # a poison entry: find it, retry it, dead-letter it after max_deliveries
             log.exception("processor %s failed on a batch of %d entries", self.processor.name, len(entries))
-            self._isolate(entries, exc, stop)
+            self._isolate(entries, stop)
             return
         self._on_stage("applied")
         self._commit(outputs, prepared)
 
-    def _isolate(self, entries: Sequence[Entry], first: Exception, stop: threading.Event) -> None:
+    def _isolate(self, entries: Sequence[Entry], stop: threading.Event) -> None:
         """Apply one entry at a time from the last commit; commit the good ones, and retry or dead-letter the bad one."""
         self._restore()
         for entry in entries:
@@ -285,14 +297,11 @@ class Worker:
         self._on_stage("committed")
 
     def _changes(self) -> tuple[dict[bytes, bytes], list[bytes]]:
-        if self._full_checkpoint:
-            written_parts, deleted_parts = self.processor.snapshot(), set[PartKey]()
-            self.processor.take_changes()
-            ledger_written, ledger_deleted = self._ledger.snapshot(), set[PartKey]()
-            self._ledger.take_changes()
-        else:
-            written_parts, deleted_parts = self.processor.take_changes()
-            ledger_written, ledger_deleted = self._ledger.take_changes()
+        written_parts, deleted_parts = self.processor.take_changes()
+        ledger_written, ledger_deleted = self._ledger.take_changes()
+        if self._full_checkpoint:  # the hash is deleted first, so everything is written
+            written_parts, deleted_parts = self.processor.snapshot(), set()
+            ledger_written, ledger_deleted = self._ledger.snapshot(), set()
         written = {pack([PROCESSOR_PART, *k]): pack(v) for k, v in written_parts.items()}
         written.update({pack([LEDGER_PART, *k]): pack(v) for k, v in ledger_written.items()})
         deleted = [pack([PROCESSOR_PART, *k]) for k in deleted_parts] + [pack([LEDGER_PART, *k]) for k in ledger_deleted]
@@ -304,9 +313,7 @@ class Worker:
         now = time.monotonic()
         if now - self._metrics.published_at < self.settings.metrics_interval_s:
             return
-        infos: list[dict[str, Any]] = self._client.xinfo_groups(self.names.events) if self._client.exists(self.names.events) else []
-        groups = {g["name"].decode(): g for g in infos}
-        group = groups.get(self._group, {})
+        group = self._group_info() or {}
         report = self._metrics.report(now, self._ledger.counters, lag=group.get("lag"), pending=group.get("pending"))
         self._client.hset(self.names.runtime, self.processor.name, to_json(report))
 

@@ -9,6 +9,7 @@ counted as late per component, never merged. Sliding views (last 10 s, last
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
@@ -134,23 +135,22 @@ class StatsProcessor:
         """Cardinality cap on untrusted names: past `limit`, new names share one overflow entry."""
         return name if name in known or len(known) < limit else OVERFLOW_NAME
 
+    def _admit_known(self, known: dict[str, None], name: str, limit: int) -> str:
+        """Admit a name and remember it, so later batches see the same cap."""
+        admitted = self._admit(known, name, limit)
+        known.setdefault(admitted)
+        return admitted
+
     def _names(self, info: dict[str, Any], kind: str, names: Sequence[str], limit: int) -> Sequence[str]:
         known: dict[str, None] = info["names"].setdefault(kind, {})
         mapping: dict[str, str] = {}
         for name in dict.fromkeys(names):  # first-appearance order, so a replay admits the same names
-            mapping[name] = self._admit(known, name, limit)
-            known.setdefault(mapping[name])
+            mapping[name] = self._admit_known(known, name, limit)
         return names if all(k == v for k, v in mapping.items()) else [mapping[n] for n in names]
 
     def _apply_operations(self, component: str, info: dict[str, Any], producer_id: str, fields: Mapping[str, Sequence[Any]], keep: np.ndarray | None) -> None:
         names = self._names(info, "operations", fields["operation"], self.settings.max_operations)
-        counters: dict[str, None] = info["names"].setdefault("counters", {})
-
-        def admit_counter(name: str) -> str:
-            admitted = self._admit(counters, name, self.settings.max_counters)
-            counters.setdefault(admitted)
-            return admitted
-
+        admit_counter = functools.partial(self._admit_known, info["names"].setdefault("counters", {}), limit=self.settings.max_counters)
         per_operation, per_slot = fold_operations(fields, names, keep, admit_counter)
         for (slot_s, operation), partial in per_operation.items():
             self._windows.add(("op", component, operation), slot_s, partial)
@@ -270,7 +270,7 @@ class StatsProcessor:
         hosts: dict[str, Any] = {}
         for component, info in self._components.items():
             stale = self._stream_time_s - info["last_seen_s"] > self.settings.stale_after_s
-            components[component] = {"last_seen_s": info["last_seen_s"], "late_events_total": info["late_events_total"], "state": info["state"], "stale": stale}
+            components[component] = {"last_seen_s": _finite_or_none(info["last_seen_s"]), "late_events_total": info["late_events_total"], "state": info["state"], "stale": stale}
         totals: dict[str, OperationSummary] = {}
         for key, summary in sorted(summaries.items()):
             family = key[0]
@@ -304,8 +304,7 @@ class StatsProcessor:
         }
 
     def _producer_info(self, producer_id: str) -> dict[str, Any]:
-        info = self._producers.get(producer_id, {})  # a forgotten producer's last buckets may outlive it
-        return {k: _finite_or_none(v) if isinstance(v, float) else v for k, v in info.items()}
+        return _json_safe(self._producers.get(producer_id, {}))  # a forgotten producer's last buckets may outlive it
 
     # -- checkpoint
 
@@ -321,7 +320,7 @@ class StatsProcessor:
         if key == ("clock",):
             return [_finite_or_none(self._stream_time_s), self._closed_until_s]
         table = self._components if key[0] == "component" else self._producers
-        return {k: _finite_or_none(v) if isinstance(v, float) else v for k, v in table[str(key[1])].items()}
+        return _json_safe(table[str(key[1])])
 
     def snapshot(self) -> Parts:
         parts = self._windows.snapshot()
@@ -344,3 +343,8 @@ class StatsProcessor:
 
 def _finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
+
+
+def _json_safe(info: Mapping[str, Any]) -> dict[str, Any]:
+    """-inf ("never seen") becomes None: snapshots and checkpoints carry no non-finite number."""
+    return {k: _finite_or_none(v) if isinstance(v, float) else v for k, v in info.items()}

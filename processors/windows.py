@@ -71,9 +71,6 @@ class TieredWindows:
                 result[key].merge(summary)  # type: ignore[arg-type]
         return result
 
-    def starts(self, resolution: int) -> list[int]:
-        return sorted(self._tiers[resolution])
-
     def expire(self, resolution: int, before_s: int) -> None:
         tier = self._tiers[resolution]
         for start in [s for s in tier if s < before_s]:

@@ -13,6 +13,8 @@ import redis
 
 from emitters import Emitter
 from processors.embedded import EmbeddedServer, free_port
+from processors.runtime import read_derived
+from schemas.names import Names
 
 from tests.conftest import wait_until
 
@@ -131,7 +133,7 @@ def test_run_folds_several_emitting_processes_and_status_and_replay_report_them(
         replay = subprocess.run([*PIPEPULSE, "replay"], env=env, capture_output=True, text=True, timeout=60)
         assert replay.returncode == 0, replay.stdout + replay.stderr
         assert json.loads(replay.stdout)["matches"] is True
-        totals = [json.loads(f["json"])["pipeline"]["count"] for _, f in client.xrange("e2e:stats") for f in [{k.decode(): v.decode() for k, v in f.items()}]]  # type: ignore[union-attr]
+        totals = [json.loads(entry["json"])["pipeline"]["count"] for entry in read_derived(client, Names("e2e"), "stats")]
         assert sum(totals) == 9000
         client.close()
     finally:

@@ -219,3 +219,9 @@ def test_incremental_changes_rebuild_the_snapshot() -> None:
     restored = StatsProcessor()
     restored.restore(checkpoint)
     assert restored.snapshot() == processor.snapshot()
+
+
+def test_a_component_whose_every_event_was_rejected_is_reported_without_a_non_finite_time() -> None:
+    (document,) = closed(run(tick(T0 + 1), batch([op(T0 + 1, duration_ms=-1.0)], seq=0), tick(T0 + 11)))
+    assert document["components"]["parser"]["last_seen_s"] is None
+    assert document["components"]["parser"]["stale"] is True
