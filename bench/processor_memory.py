@@ -27,25 +27,11 @@ import psutil
 
 from processors.contract import Output
 from processors.ledger import Ledger
-from processors.intake import Entry, prepare
+from processors.intake import prepare
 from processors.stats import StatsProcessor
 from schemas.checks import Limits
-from schemas.codec import PAYLOAD_FIELD, TICK_FIELD, pack
-from workload import T0, Call, Operation, batch_payload, operation_calls, operation_rows
-
-
-def one_second(second: int, calls: list[list[Call]], operations_per_component: int, events_per_series: int) -> list[Entry]:
-    """Each component's batch for simulated second `second`, then the tick that ends it."""
-    entries: list[Entry] = []
-    per_batch = operations_per_component * events_per_series
-    for c, component_calls in enumerate(calls):
-        offset = (second * per_batch) % (len(component_calls) - per_batch)
-        timestamps = [T0 + second + (i + 0.5) / per_batch for i in range(per_batch)]
-        rows = operation_rows(component_calls[offset : offset + per_batch], timestamps)
-        payload = batch_payload(rows, producer_id=f"bench:{c}", seq=second, component=f"component-{c:02d}")
-        entries.append((f"{second * 1000 + c + 1}-0".encode(), {PAYLOAD_FIELD: payload}))
-    entries.append((f"{second * 1000 + 999}-0".encode(), {TICK_FIELD: pack(T0 + second + 1)}))
-    return entries
+from schemas.codec import pack
+from workload import Operation, one_second, operation_calls
 
 
 def main() -> None:

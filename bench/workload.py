@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
-from schemas.codec import pack_envelope
+from schemas.codec import PAYLOAD_FIELD, TICK_FIELD, pack, pack_envelope
 from schemas.events import TAG_OPERATION
 
 T0 = 1_800_000_000.0  # a multiple of 60, so simulated windows start on it
@@ -87,3 +87,22 @@ def paced(seconds: float, rate: float, chunk: int) -> Iterator[int]:
             continue
         yield recorded
         recorded += chunk
+
+
+def one_second(second: int, calls: list[list[Call]], operations_per_component: int, events_per_series: int, batches_per_s: int = 1) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    """Log entries for simulated second `second`: every component's batches, interleaved as flushes arrive, then the tick that ends it."""
+    per_second = operations_per_component * events_per_series
+    per_batch = max(1, per_second // batches_per_s)
+    starts = range(0, per_second, per_batch)
+    timestamps = [T0 + second + (i + 0.5) / per_second for i in range(per_second)]
+    rows = []
+    for component_calls in calls:
+        offset = (second * per_second) % (len(component_calls) - per_second)
+        rows.append(operation_rows(component_calls[offset : offset + per_second], timestamps))
+    entries: list[tuple[bytes, dict[bytes, bytes]]] = []
+    for b, start in enumerate(starts):
+        for c, component_rows in enumerate(rows):
+            payload = batch_payload(component_rows[start : start + per_batch], producer_id=f"bench:{c}", seq=second * len(starts) + b, component=f"component-{c:02d}")
+            entries.append((f"{second * 100_000 + len(entries) + 1}-0".encode(), {PAYLOAD_FIELD: payload}))
+    entries.append((f"{second * 100_000 + 99_999}-0".encode(), {TICK_FIELD: pack(T0 + second + 1)}))
+    return entries

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from types import FrameType
 
 import click
@@ -18,13 +19,16 @@ import redis
 
 from schemas.names import DERIVED_STREAMS, Names
 
+from processors import alerts_cli
 from processors.config import Config
 from processors.connect import embedded, server_url
 from processors.contract import Processor, to_json
 from processors.errors import ProcessorError
 from processors.replay import replay as replay_log
 from processors.runtime import Ticker, Worker, runtime_report, tune_gc
-from processors.stats import StatsProcessor
+from processors.monitor import MonitorProcessor
+from processors.rules import RuleError
+from processors.status import health_summary
 from processors.status import table as status_table
 from processors.tail import tail
 
@@ -87,10 +91,15 @@ def tail_command(config: Config, short: str, from_start: bool, count: int | None
 @cli.command()
 @click.option("--demo", is_flag=True, help="Also run a small simulated pipeline that emits events (python -m emitters.demo).")
 @click.option("--demo-rate", type=float, default=200.0, show_default=True, help="Demo operations per second per component.")
+@click.option("--rules", "rules_file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Alert rules (TOML) over the shipped defaults; default PIPEPULSE_RULES_FILE.")
+@click.option("--alert-webhook", default=None, help="Post alerts to this URL as Alertmanager webhooks; default PIPEPULSE_ALERT_WEBHOOK_URL.")
+@click.option("--log-alerts/--no-log-alerts", default=True, show_default=True, help="Log every paging alert event in this output.")
 @click.pass_obj
-def run(config: Config, demo: bool, demo_rate: float) -> None:
+def run(config: Config, demo: bool, demo_rate: float, rules_file: Path | None, alert_webhook: str | None, log_alerts: bool) -> None:
     """Run every processor (and the ticker) until Ctrl-C or SIGTERM; a second `run` waits as a hot standby."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = dataclasses.replace(config, rules_file=rules_file or config.rules_file, alert_webhook_url=alert_webhook or config.alert_webhook_url)
+    processors = all_processors(config)  # rules are checked before anything starts
     tune_gc()
     stop = threading.Event()
 
@@ -104,37 +113,57 @@ def run(config: Config, demo: bool, demo_rate: float) -> None:
         settings = config.runtime_settings
         runners: list[Ticker | Worker] = [
             Ticker(url=url, names=names, settings=settings),
-            *(Worker(url=url, names=names, processor=p, settings=settings) for p in all_processors(config)),
+            *(Worker(url=url, names=names, processor=p, settings=settings) for p in processors),
         ]
         threads = [threading.Thread(target=r.run, args=(stop,), name=type(r).__name__) for r in runners]
         for thread in threads:
             thread.start()
         click.echo(f"pipepulse running on {url} (state in {config.state_dir})")
         click.echo(f"events: {names.events}; statistics: {names.stream('stats')} and {names.latest('stats')}; dead letters: {names.dead}")
-        click.echo("see the numbers with: pipepulse status   (or pipepulse tail --stream stats)")
-        demo_process = _start_demo(url, config, demo_rate) if demo else None
+        click.echo(f"alerts: {names.stream('alerts')} (active set {names.latest('alerts')}); health: {names.latest('health')}")
+        click.echo("see the numbers with: pipepulse status   (alerts: pipepulse alerts list)")
+        children = [_start_demo(url, config, demo_rate)] if demo else []
+        if config.alert_webhook_url or log_alerts:
+            children.append(_start_alert_forwarder(url, config, log_alerts))
         try:
             while not stop.wait(0.5):
                 if any(not t.is_alive() for t in threads):
                     raise click.ClickException("a processor thread stopped unexpectedly; see the log above")
         finally:
             stop.set()
-            if demo_process is not None:
-                demo_process.terminate()
-                demo_process.wait()
+            for child in children:
+                child.terminate()
+                child.wait()
             for thread in threads:
                 thread.join()
 
 
 def all_processors(config: Config) -> list[Processor]:
     """Every processor built so far, each under its own consumer group and lease."""
-    return [StatsProcessor(config.stats_settings)]
+    try:
+        return [MonitorProcessor(config.monitor_settings())]
+    except RuleError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+def _child_env(url: str, config: Config) -> dict[str, str]:
+    return {**os.environ, "PIPEPULSE_REDIS_URL": url, "PIPEPULSE_PREFIX": config.prefix}
 
 
 def _start_demo(url: str, config: Config, rate: float) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PIPEPULSE_REDIS_URL": url, "PIPEPULSE_PREFIX": config.prefix}
     click.echo(f"demo pipeline emitting {rate:g} operations/s per component")
-    return subprocess.Popen([sys.executable, "-m", "emitters.demo", "--rate", str(rate)], env=env)
+    return subprocess.Popen([sys.executable, "-m", "emitters.demo", "--rate", str(rate)], env=_child_env(url, config))
+
+
+def _start_alert_forwarder(url: str, config: Config, log_alerts: bool) -> subprocess.Popen[bytes]:
+    """The alert sinks run as their own process, so a slow webhook receiver can never stall a processor."""
+    command = [sys.executable, "-m", "emitters.alert_forward", "--redis-url", url, "--prefix", config.prefix]
+    if config.alert_webhook_url:
+        command += ["--webhook", config.alert_webhook_url]
+        click.echo(f"forwarding alerts to {config.alert_webhook_url} (Alertmanager webhook v4)")
+    if log_alerts:
+        command.append("--log")
+    return subprocess.Popen(command, env=_child_env(url, config))
 
 
 @cli.command()
@@ -146,18 +175,24 @@ def status(config: Config, as_json: bool) -> None:
         client = redis.Redis.from_url(url, socket_timeout=5)
         try:
             latest = {k.decode(): v.decode() for k, v in client.hgetall(config.names.latest("stats")).items()}  # type: ignore[union-attr]
+            health_text = client.hget(config.names.latest("health"), "current")
+            active = sorted((json.loads(v) for v in client.hvals(config.names.latest("alerts"))), key=alerts_cli.worst_first)
             runtime = runtime_report(client, config.names)
         except redis.RedisError as exc:
             raise click.ClickException(f"reading status from {url}: {exc}") from exc
         finally:
             client.close()
+    health = json.loads(health_text) if health_text else None
     if as_json:
-        click.echo(to_json({"components": {k: json.loads(v) for k, v in latest.items()}, "runtime": runtime}))
+        click.echo(to_json({"components": {k: json.loads(v) for k, v in latest.items()}, "health": health, "alerts": active, "runtime": runtime}))
         return
+    if health is not None:
+        click.echo(health_summary(health))
     if not latest:
         click.echo("no statistics yet: is `pipepulse run` running, and have windows closed (10 s)?")
     else:
         click.echo(status_table(latest))
+    click.echo(f"active alerts: {len(active)}" + (f"\n{alerts_cli.active_table(active)}" if active else ""))
     for name, report in sorted(runtime.items()):
         click.echo(
             f"processor {name}: {report['events_per_s']:,.0f} events/s, lag {report['lag_entries']} entries, "
@@ -178,7 +213,7 @@ def replay(config: Config, into_prefix: str | None, decode_workers: int | None) 
         try:
             started = time.perf_counter()
             workers = max(0, min(4, (os.cpu_count() or 1) - 1)) if decode_workers is None else decode_workers
-            report = replay_log(client, config.names, out_names, StatsProcessor(config.stats_settings), decode_workers=workers)
+            report = replay_log(client, config.names, out_names, all_processors(config)[0], decode_workers=workers)
             elapsed_s = time.perf_counter() - started
         except redis.RedisError as exc:
             raise click.ClickException(f"replaying {config.names.events} on {url}: {exc}") from exc
@@ -187,6 +222,9 @@ def replay(config: Config, into_prefix: str | None, decode_workers: int | None) 
     click.echo(to_json({**report.as_dict(), "into_prefix": out_names.prefix, "seconds": round(elapsed_s, 3)}))
     if not report.matches:
         sys.exit(1)
+
+
+cli.add_command(alerts_cli.alerts)
 
 
 def main() -> None:

@@ -12,6 +12,8 @@ from schemas import DEFAULT_PREFIX, Names
 
 from processors.embedded import default_state_dir
 from processors.errors import ConfigError
+from processors.monitor import MonitorSettings
+from processors.rules import load_rules
 from processors.runtime import RuntimeSettings
 from processors.stats import StatsSettings
 
@@ -31,6 +33,8 @@ class Config:
     grace_s: float = 0.25
     tick_interval_s: float = 1.0
     lease_ttl_s: float = 5.0
+    rules_file: Path | None = None
+    alert_webhook_url: str | None = None
 
     @property
     def names(self) -> Names:
@@ -39,6 +43,10 @@ class Config:
     @property
     def stats_settings(self) -> StatsSettings:
         return StatsSettings(window_s=self.window_s, grace_s=self.grace_s)
+
+    def monitor_settings(self) -> MonitorSettings:
+        """Loads the rules (shipped defaults plus `rules_file`): a RuleError names the file, rule and field."""
+        return MonitorSettings(rules=load_rules(self.rules_file), stats=self.stats_settings)
 
     @property
     def runtime_settings(self) -> RuntimeSettings:
@@ -72,6 +80,8 @@ class Config:
             grace_s=_number(env, "PIPEPULSE_GRACE_S", float, 0.25),
             tick_interval_s=_number(env, "PIPEPULSE_TICK_INTERVAL_S", float, 1.0, minimum=0.01),
             lease_ttl_s=_number(env, "PIPEPULSE_LEASE_TTL_S", float, 5.0, minimum=0.1),
+            rules_file=Path(env["PIPEPULSE_RULES_FILE"]) if env.get("PIPEPULSE_RULES_FILE") else None,
+            alert_webhook_url=env.get("PIPEPULSE_ALERT_WEBHOOK_URL") or None,
         )
 
 

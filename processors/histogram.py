@@ -85,6 +85,11 @@ class LogHistogram:
         positions = np.searchsorted(cumulative, [q * (total - 1) for q in qs], side="right")
         return [min(max(bucket_value(self.offset + int(p)), low_ms), high_ms) for p in positions]
 
+    def count_at_most(self, value_ms: float) -> int:
+        """Observations at or below `value_ms`, to the histogram's resolution (what Apdex counts)."""
+        index = ZERO_INDEX if value_ms <= ZERO_MS else math.ceil(math.log(min(value_ms, TOP_MS)) * _INV_LOG_GAMMA)
+        return int(self.counts[: max(index - self.offset + 1, 0)].sum())
+
     def to_wire(self) -> list[Any]:
         """[offset, occupied positions, their counts]: sparse, as most buckets of a wide range are empty."""
         occupied = np.flatnonzero(self.counts)

@@ -24,14 +24,15 @@ from processors.ledger import Ledger
 from processors.intake import Decoded, Entry, admit, decode_entries
 from processors.runtime import clear_derived, read_derived, read_log, tune_gc, write_outputs
 
-COMPARED_STREAMS = ("stats", "stats_1m")
+# The derived streams a replay rebuilds and compares, with the fields that identify an entry in each.
+COMPARED_STREAMS: dict[str, tuple[str, ...]] = {"stats": ("window", "end_s"), "stats_1m": ("window", "end_s"), "alerts": ("id",), "health": ("at_s",), "forecasts": ("end_s",)}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StreamComparison:
     stream: str
     matched: int
-    mismatched: tuple[str, ...]  # end_s of windows whose contents differ
+    mismatched: tuple[str, ...]  # keys of entries whose contents differ
     live_only: int
     replay_only: int
 
@@ -74,11 +75,12 @@ def decoded_chunks(chunks: Iterator[list[Entry]], limits: Limits, workers: int) 
 
 
 def compare(stream: str, live: Sequence[Mapping[str, str]], replayed: Sequence[Mapping[str, str]]) -> StreamComparison:
-    """Entries are matched by (window, end_s); a window present in both must be identical."""
-    live_by_key = {(e["window"], e["end_s"]): e for e in live}
-    replay_by_key = {(e["window"], e["end_s"]): e for e in replayed}
+    """Entries are matched by their identifying fields; an entry present in both must be identical."""
+    key_fields = COMPARED_STREAMS[stream]
+    live_by_key = {tuple(e[f] for f in key_fields): e for e in live}
+    replay_by_key = {tuple(e[f] for f in key_fields): e for e in replayed}
     shared = live_by_key.keys() & replay_by_key.keys()
-    mismatched = tuple(sorted(key[1] for key in shared if live_by_key[key] != replay_by_key[key]))
+    mismatched = tuple(sorted(key[-1] for key in shared if live_by_key[key] != replay_by_key[key]))
     return StreamComparison(
         stream=stream,
         matched=len(shared) - len(mismatched),

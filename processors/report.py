@@ -26,7 +26,16 @@ def efficiency_score(summary: OperationSummary) -> float | None:
     return round(100.0 * success * cache_factor, 3)
 
 
-def operation_stats(summary: OperationSummary, window_s: float) -> dict[str, Any]:
+def apdex(summary: OperationSummary, t_ms: float) -> float | None:
+    """(satisfied + tolerating / 2) / total: satisfied within T, tolerating within 4 T (the Apdex standard)."""
+    if not summary.count:
+        return None
+    satisfied = summary.latency.count_at_most(t_ms)
+    tolerating = summary.latency.count_at_most(4 * t_ms) - satisfied
+    return round((satisfied + tolerating / 2) / summary.count, 6)
+
+
+def operation_stats(summary: OperationSummary, window_s: float, apdex_t_ms: float) -> dict[str, Any]:
     latency: dict[str, float | None] = {"mean": None, "min": None, "max": None, **{name: None for name, _ in QUANTILES}}
     if summary.count:
         latency["mean"] = summary.duration_ns_total / summary.count / 1e6
@@ -45,6 +54,7 @@ def operation_stats(summary: OperationSummary, window_s: float) -> dict[str, Any
         "cache": {"hits": summary.cache_hits, "misses": summary.cache_misses, "hit_rate": _ratio(summary.cache_hits, lookups)},
         "counters": {name: {"total": total, "rate_per_s": total / window_s} for name, total in sorted(summary.counters.items())},
         "efficiency_score": efficiency_score(summary),
+        "apdex": apdex(summary, apdex_t_ms),
     }
 
 

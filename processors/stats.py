@@ -17,17 +17,19 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from schemas.cardinality import OVERFLOW_NAME
-from schemas.events import TAG_COUNT, TAG_LIFECYCLE, TAG_OPERATION, TAG_SYSTEM
+from schemas.events import TAG_COMMAND, TAG_COUNT, TAG_LIFECYCLE, TAG_OPERATION, TAG_SYSTEM
 
 from processors.contract import BatchItem, Item, LatestOutput, Output, PartKey, Parts, StreamOutput, Tick, to_json
 from processors.report import operation_stats, system_stats
 from processors.summary import OperationSummary, SystemSummary, fold_operations
-from processors.windows import MINUTE_S, SLOT_S, SeriesKey, Summary, TieredWindows, new_summary
+from processors.windows import MINUTE_S, SLOT_S, SeriesKey, Summary, TieredWindows, combined
 
 PIPELINE_FIELD = "__pipeline__"
 ROLLUP_MINUTES = (1, 5, 15)
 LIVE_WINDOW_S = 10
 LIVE_LONG_S = 60
+# A lean per-component view: the producers' series sum to the component's operations, so no per-operation merges.
+LEAN_FAMILIES = frozenset({"producer", "count", "process"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -40,6 +42,7 @@ class StatsSettings:
     max_operations: int = 200  # per component
     max_counters: int = 64  # per component
     max_producers: int = 2000
+    apdex_t_ms: float = 500.0  # Apdex target: within T satisfied, within 4 T tolerating
 
 
 class StatsProcessor:
@@ -58,13 +61,25 @@ class StatsProcessor:
         self._producers: dict[str, dict[str, Any]] = {}
         self._dirty: set[PartKey] = set()
         self._deleted: set[PartKey] = set()
+        # What the last apply() rendered, for the stages that judge statistics (processors.monitor).
+        self.documents: list[tuple[str, dict[str, Any]]] = []
         # Derived, not state: rebuilt after a restore with the same grouping, so outputs stay identical.
         self._minute_cache: tuple[tuple[int, int], dict[SeriesKey, Summary]] = ((0, 0), {})
+        self._sliding_cache: dict[str | None, tuple[tuple[int, tuple[int, ...]], dict[SeriesKey, Summary]]] = {}
+
+    @property
+    def stream_time_s(self) -> float:
+        """Event time so far: the newest event or tick seen."""
+        return self._stream_time_s
+
+    def knows(self, component: str) -> bool:
+        return component in self._components
 
     # -- folding
 
     def apply(self, items: Sequence[Item]) -> list[Output]:
         outputs: list[Output] = []
+        self.documents = []
         for item in items:
             if isinstance(item, Tick):
                 self._advance(item.time_s)
@@ -84,12 +99,15 @@ class StatsProcessor:
 
     def _apply_batch(self, item: BatchItem) -> None:
         envelope = item.decoded.envelope
+        columns = {tag: c for tag, c in item.decoded.columns.items() if tag != TAG_COMMAND}
+        if not columns and item.decoded.columns:
+            return  # operator commands are not telemetry: the alert evaluator applies them
         component = self._admit(self._components, envelope.component, self.settings.max_components)
         info = self._components.setdefault(component, {"last_seen_s": -math.inf, "late_events_total": 0, "state": "running", "config": {}, "names": {}})
         producer_id, producer = self._producer(item, component)
         newest_s = -math.inf
-        for tag, columns in item.decoded.columns.items():
-            timestamps = columns.fields["timestamp_s"]
+        for tag, column in columns.items():
+            timestamps = column.fields["timestamp_s"]
             newest_s = max(newest_s, max(timestamps))
             if self._closed_until_s is None:
                 self._advance(min(timestamps))
@@ -99,18 +117,18 @@ class StatsProcessor:
                 keep = np.asarray(timestamps, dtype=np.float64) >= closed_until_s
                 info["late_events_total"] += int(len(keep) - keep.sum())
             if tag == TAG_OPERATION:
-                self._apply_operations(component, info, producer_id, columns.fields, keep)
+                self._apply_operations(component, info, producer_id, column.fields, keep)
             elif tag == TAG_COUNT:
-                self._apply_counts(component, info, columns.fields, keep)
+                self._apply_counts(component, info, column.fields, keep)
             elif tag == TAG_SYSTEM:
-                self._apply_system(component, envelope.pid, envelope.host, columns.fields, keep)
+                self._apply_system(component, envelope.pid, envelope.host, column.fields, keep)
             elif tag == TAG_LIFECYCLE:
-                for kind, config in zip(columns.fields["kind"], columns.fields["config"]):
+                for kind, config in zip(column.fields["kind"], column.fields["config"]):
                     if kind != "heartbeat":
                         info["state"] = "stopped" if kind == "stopped" else "running"
                     if kind == "started":
                         info["config"] = dict(config)
-            producer["events_total"] += len(columns)
+            producer["events_total"] += len(column)
         if newest_s > -math.inf:
             info["last_seen_s"] = max(info["last_seen_s"], newest_s)
             producer["last_seen_s"] = max(producer["last_seen_s"], newest_s)
@@ -196,6 +214,7 @@ class StatsProcessor:
         end_s = start_s + window
         self._windows.close_bucket(start_s)
         document = self._document(self._windows.merged(window, [start_s]), start_s, end_s)
+        self.documents.append(("window", document))
         outputs.append(StreamOutput("stats", {"window": f"{window}s", "end_s": str(end_s), "json": to_json(document)}))
         outputs.extend(self._latest("stats", {f"{window}s": document}))
         if end_s % MINUTE_S == 0:
@@ -213,27 +232,41 @@ class StatsProcessor:
         self._forget(end_s, outputs)
 
     def _emit_live(self, outputs: list[Output]) -> None:
-        """Sliding views at a tick: the last 10 s at 1 s resolution, the last minute at window resolution."""
+        """Sliding views at a tick: the last 10 s at 1 s resolution, the last minute at window resolution.
+
+        Both end at stream time and include the slot still filling, so alert rules see a fault
+        as soon as its first batch arrives rather than when its second ends.
+        """
         now_s = math.floor(self._stream_time_s)
         window = self.settings.window_s
         first_bucket = now_s - now_s % window - (LIVE_LONG_S - window)
-        views = {
-            "10s": self._document(self._windows.merged(SLOT_S, range(now_s - LIVE_WINDOW_S, now_s)), now_s - LIVE_WINDOW_S, now_s),
-            "1m": self._document(self._live_minute(first_bucket, now_s), first_bucket, now_s),
-        }
+        views = {"10s": self.sliding(), "1m": self._document(self._live_minute(first_bucket, now_s), first_bucket, self._stream_time_s)}
+        self.documents.append(("live", views))
         outputs.extend(self._latest("stats_live", views))
 
+    def sliding(self, component: str | None = None) -> dict[str, Any]:
+        """The last 10 s up to stream time (the slot still filling included).
+
+        With a component, a lean view of it alone for alert rules judged on every batch: its totals
+        (from its producers' series, a few merges instead of one per operation) and its processes.
+        """
+        now_s = math.floor(self._stream_time_s)
+        start_s = now_s - LIVE_WINDOW_S + 1
+        complete = range(start_s, now_s)
+        families = None if component is None else LEAN_FAMILIES
+        key = (start_s, self._windows.slot_versions(complete))
+        cached = self._sliding_cache.get(component)
+        if cached is None or cached[0] != key:  # the complete slots change only with late events: merge them once a second
+            cached = self._sliding_cache[component] = (key, self._windows.merged(SLOT_S, complete, component, families))
+        summaries = combined(cached[1], self._windows.merged(SLOT_S, [now_s], component, families))
+        return self._document(summaries, start_s, self._stream_time_s, component)
+
     def _live_minute(self, first_bucket_s: int, now_s: int) -> dict[SeriesKey, Summary]:
-        """The open buckets plus the closed ones, whose merge is cached until the next close (it cannot change)."""
+        """The closed buckets, whose merge is cached until the next close (it cannot change), then the open ones."""
         closed_until_s = max(first_bucket_s, self._closed_until_s or first_bucket_s)
         if self._minute_cache[0] != (first_bucket_s, closed_until_s):
             self._minute_cache = ((first_bucket_s, closed_until_s), self._windows.merged(self.settings.window_s, range(first_bucket_s, closed_until_s, self.settings.window_s)))
-        summaries = self._windows.merged(SLOT_S, range(closed_until_s, now_s))  # the open buckets, from their slots
-        for key, summary in self._minute_cache[1].items():
-            if key not in summaries:
-                summaries[key] = new_summary(key)
-            summaries[key].merge(summary)  # type: ignore[arg-type]
-        return summaries
+        return combined(self._minute_cache[1], self._windows.merged(SLOT_S, range(closed_until_s, now_s + 1)))  # open buckets, from their slots
 
     def _forget(self, now_s: int, outputs: list[Output]) -> None:
         cutoff = now_s - self.settings.forget_after_s
@@ -242,6 +275,7 @@ class StatsProcessor:
             del self._components[component]
             self._dirty.discard(("component", component))
             self._deleted.add(("component", component))
+            self._sliding_cache.pop(component, None)
             for table in ("stats", "stats_rollup", "stats_live"):
                 outputs.append(LatestOutput(table, component, None))
         for producer_id in [p for p, info in self._producers.items() if info["last_seen_s"] < cutoff]:
@@ -263,12 +297,12 @@ class StatsProcessor:
             fields.setdefault(PIPELINE_FIELD, {})[view] = {key: value for key, value in document.items() if key != "components"}
         return [LatestOutput(table, field, to_json(body)) for field, body in fields.items()]
 
-    def _document(self, summaries: Mapping[SeriesKey, Summary], start_s: int, end_s: int) -> dict[str, Any]:
+    def _document(self, summaries: Mapping[SeriesKey, Summary], start_s: int, end_s: float, only: str | None = None) -> dict[str, Any]:
         window_s = max(end_s - start_s, 1)
         pipeline = OperationSummary()
         components: dict[str, dict[str, Any]] = {}
         hosts: dict[str, Any] = {}
-        for component, info in self._components.items():
+        for component, info in self._components.items() if only is None else [(only, self._components[only])]:
             stale = self._stream_time_s - info["last_seen_s"] > self.settings.stale_after_s
             components[component] = {"last_seen_s": _finite_or_none(info["last_seen_s"]), "late_events_total": info["late_events_total"], "state": info["state"], "stale": stale}
         totals: dict[str, OperationSummary] = {}
@@ -281,24 +315,25 @@ class StatsProcessor:
             if body is None:
                 continue
             if family == "op":
-                body.setdefault("operations", {})[key[2]] = operation_stats(summary, window_s)  # type: ignore[arg-type]
-            elif family == "producer":
-                body.setdefault("producers", {})[key[2]] = {**operation_stats(summary, window_s), **self._producer_info(key[2])}  # type: ignore[arg-type]
+                body.setdefault("operations", {})[key[2]] = operation_stats(summary, window_s, self.settings.apdex_t_ms)  # type: ignore[arg-type]
+            elif family == "producer" and only is None:
+                body.setdefault("producers", {})[key[2]] = {**operation_stats(summary, window_s, self.settings.apdex_t_ms), **self._producer_info(key[2])}  # type: ignore[arg-type]
             elif family == "process":
                 body.setdefault("processes", {})[key[2]] = system_stats(summary)  # type: ignore[arg-type]
-            if family in ("op", "count"):
+            if family in ("op", "count") or family == "producer" and only is not None:
                 totals.setdefault(key[1], OperationSummary()).merge(summary)  # type: ignore[arg-type]
-                pipeline.merge(summary)  # type: ignore[arg-type]
+                if only is None:
+                    pipeline.merge(summary)  # type: ignore[arg-type]
         for component, body in components.items():
             # A stale component with nothing in this window gets no stats: stale, never its last values.
             if not body["stale"] or component in totals:
-                body["stats"] = operation_stats(totals.get(component, OperationSummary()), window_s)
+                body["stats"] = operation_stats(totals.get(component, OperationSummary()), window_s, self.settings.apdex_t_ms)
         return {
             "window_s": window_s,
             "start_s": start_s,
             "end_s": end_s,
             "stream_time_s": self._stream_time_s,
-            "pipeline": operation_stats(pipeline, window_s),
+            "pipeline": operation_stats(pipeline, window_s, self.settings.apdex_t_ms),
             "components": components,
             "hosts": hosts,
         }

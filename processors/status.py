@@ -51,3 +51,17 @@ def table(latest: Mapping[str, str]) -> str:
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(COLUMNS))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in lines)
+
+
+def health_summary(health: Mapping[str, Any]) -> str:
+    """The score, its level and where its points came from, then each component's traffic light."""
+    factors = ", ".join(f"{name} {part['points']:g}/{part['of']:g}" for name, part in health["factors"].items())
+    deducted = sum(d["points"] for d in health["deductions"])
+    lines = [f"health {health['score']:.0f}/100 ({health['level']}): {factors}" + (f", minus {deducted:g} for {len(health['deductions'])} firing alert(s)" if deducted else "")]
+    moved = [f"{m['what']} {m['points']:+g}" for m in health.get("moved", []) if m["points"]]
+    if moved:
+        lines.append("moved: " + ", ".join(moved[:5]))
+    lights = ", ".join(f"{name} {body['status']}" for name, body in sorted(health["components"].items()))
+    if lights:
+        lines.append(f"components: {lights}")
+    return "\n".join(lines)

@@ -146,6 +146,10 @@ def optional_text(col: Sequence[object], limits: Limits) -> list[Problem]:
     return _text_column(col, limits.max_text_chars, optional=True)
 
 
+def text(col: Sequence[object], limits: Limits) -> list[Problem]:
+    return _text_column(col, limits.max_text_chars, optional=False)
+
+
 def one_of(*allowed: str) -> Check:
     """A check for an enumerated string field."""
 

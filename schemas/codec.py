@@ -20,10 +20,13 @@ from schemas import checks
 from schemas.checks import Check, Limits
 from schemas.errors import RejectedEntry
 from schemas.events import (
+    COMMAND_ACTIONS,
+    TAG_COMMAND,
     TAG_COUNT,
     TAG_LIFECYCLE,
     TAG_OPERATION,
     TAG_SYSTEM,
+    AlertCommand,
     Batch,
     CountEvent,
     Event,
@@ -81,6 +84,15 @@ LAYOUTS: Final[dict[tuple[int, int], tuple[tuple[str, Check], ...]]] = {
         ("kind", checks.one_of("started", "stopped", "heartbeat")),
         ("config", checks.config),
     ),
+    (TAG_COMMAND, 1): (
+        ("timestamp_s", checks.timestamp),
+        ("action", checks.one_of(*COMMAND_ACTIONS)),
+        ("target", checks.name),
+        ("by", checks.text),
+        ("reason", checks.text),
+        ("expires_in_s", checks.non_negative),
+        ("matchers", checks.config),
+    ),
 }
 
 
@@ -99,6 +111,7 @@ _TYPES: Final[dict[int, type[Event]]] = {
     TAG_COUNT: CountEvent,
     TAG_SYSTEM: SystemSample,
     TAG_LIFECYCLE: LifecycleEvent,
+    TAG_COMMAND: AlertCommand,
 }
 
 _ENVELOPE: Final[tuple[tuple[str, Check], ...]] = (

@@ -16,9 +16,12 @@ TAG_OPERATION: Final = 1
 TAG_COUNT: Final = 2
 TAG_SYSTEM: Final = 3
 TAG_LIFECYCLE: Final = 4
+TAG_COMMAND: Final = 5
 
 LifecycleKind = Literal["started", "stopped", "heartbeat"]
 SampleScope = Literal["process", "host"]
+CommandAction = Literal["ack", "unack", "silence", "expire_silence"]
+COMMAND_ACTIONS: Final = ("ack", "unack", "silence", "expire_silence")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -82,12 +85,33 @@ class LifecycleEvent(EventBase):
     config: Mapping[str, Scalar] = field(default_factory=dict)
 
 
-Event = Union[OperationEvent, CountEvent, SystemSample, LifecycleEvent]
-EVENT_TYPES: Final[tuple[type[OperationEvent] | type[CountEvent] | type[SystemSample] | type[LifecycleEvent], ...]] = (
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlertCommand(EventBase):
+    """An operator's decision about alerts, kept in the event log so that it survives restarts and replays.
+
+    `ack` and `unack` target an alert fingerprint; `silence` creates the silence
+    named by `target` for alerts whose labels match every matcher (label to
+    "=v", "!=v", "=~regex" or "!~regex"); `expire_silence` ends one early.
+    `expires_in_s` counts from `timestamp_s`; `component` is who sent it.
+    """
+
+    TAG: ClassVar[int] = TAG_COMMAND
+    VERSION: ClassVar[int] = 1
+    action: CommandAction
+    target: str
+    by: str = ""
+    reason: str = ""
+    expires_in_s: float = 0.0
+    matchers: Mapping[str, Scalar] = field(default_factory=dict)
+
+
+Event = Union[OperationEvent, CountEvent, SystemSample, LifecycleEvent, AlertCommand]
+EVENT_TYPES: Final[tuple[type[OperationEvent] | type[CountEvent] | type[SystemSample] | type[LifecycleEvent] | type[AlertCommand], ...]] = (
     OperationEvent,
     CountEvent,
     SystemSample,
     LifecycleEvent,
+    AlertCommand,
 )
 
 

@@ -20,11 +20,15 @@ DERIVED_STREAMS: Final = ("stats", "stats_1m", "alerts", "health", "forecasts", 
 STATS_MAXLEN: Final = 6 * 3600 // 10
 # and the 1 m roll-ups for 7 days.
 STATS_1M_MAXLEN: Final = 7 * 24 * 60
-DERIVED_MAXLEN: Final = {"stats": STATS_MAXLEN, "stats_1m": STATS_1M_MAXLEN}
+# Alert transitions are the alert history: rare, and kept long.
+ALERTS_MAXLEN: Final = 50_000
+DERIVED_MAXLEN: Final = {"stats": STATS_MAXLEN, "stats_1m": STATS_1M_MAXLEN, "alerts": ALERTS_MAXLEN}
 # Any other derived stream: enough for a day of one entry per 10 s.
 DEFAULT_DERIVED_MAXLEN: Final = 8640
 # Latest-value tables (hashes, one field per component) that readers fetch in O(1).
-LATEST_TABLES: Final = ("stats", "stats_rollup", "stats_live", "producers")
+# `alerts` holds the active set (one field per fingerprint), `silences` the silences in force;
+# `health` and `forecasts` the newest snapshots.
+LATEST_TABLES: Final = ("stats", "stats_rollup", "stats_live", "producers", "alerts", "silences", "health", "forecasts")
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import json
 from typing import Any, Iterable, Sequence
 
 from schemas.checks import Limits
 from schemas.codec import PAYLOAD_FIELD, TICK_FIELD, pack, pack_envelope
-from schemas.events import TAG_COUNT, TAG_LIFECYCLE, TAG_OPERATION, TAG_SYSTEM
+from schemas.events import TAG_COMMAND, TAG_COUNT, TAG_LIFECYCLE, TAG_OPERATION, TAG_SYSTEM
 
-from processors.contract import Item, Output, StreamOutput
+from processors.contract import Item, LatestOutput, Output, StreamOutput
 from processors.ledger import Ledger
 from processors.intake import Entry, prepare
 
@@ -33,6 +34,10 @@ def lifecycle(ts: float, kind: str, config: dict[str, Any] | None = None) -> lis
     return [TAG_LIFECYCLE, 1, ts, kind, config or {}]
 
 
+def command(ts: float, action: str, target: str, *, by: str = "ops", reason: str = "", expires_in_s: float = 0.0, matchers: dict[str, str] | None = None) -> list[Any]:
+    return [TAG_COMMAND, 1, ts, action, target, by, reason, expires_in_s, matchers or {}]
+
+
 def batch(rows: Sequence[Sequence[Any]], *, seq: int, producer: str = "p1", component: str = "parser", pid: int = 100, host: str = "h1", dropped: int = 0) -> Entry:
     sent_at_s = max((row[2] for row in rows), default=T0)
     payload = pack_envelope(producer_id=producer, seq=seq, sent_at_s=sent_at_s, component=component, pid=pid, host=host, dropped_total=dropped, invalid_total=0, rows=rows)
@@ -49,3 +54,12 @@ def items(entries: Iterable[Entry], ledger: Ledger | None = None) -> list[Item]:
 
 def stream_outputs(outputs: Sequence[Output], stream: str = "stats") -> list[dict[str, str]]:
     return [dict(o.fields) for o in outputs if isinstance(o, StreamOutput) and o.stream == stream]
+
+
+def latest_values(outputs: Iterable[Output], table: str) -> dict[str, Any]:
+    """The last value each field of a latest-value table was given (None: deleted), JSON-decoded."""
+    values: dict[str, Any] = {}
+    for o in outputs:
+        if isinstance(o, LatestOutput) and o.table == table:
+            values[o.field] = None if o.value is None else json.loads(o.value)
+    return values

@@ -16,7 +16,7 @@ from tests.conftest import wait_until
 from tests.processors.helpers import T0, batch, op, tick
 from tests.processors.test_cli import PIPEPULSE, env_for
 
-PROCESSOR_KEYS = ["~pipepulse:events", "~pipepulse:dead", "~pipepulse:stats", "~pipepulse:stats_1m", "~pipepulse:latest:*", "~pipepulse:checkpoint:*", "~pipepulse:lease:*", "~pipepulse:runtime"]
+PROCESSOR_KEYS = ["~pipepulse:events", "~pipepulse:dead", "~pipepulse:stats", "~pipepulse:stats_1m", "~pipepulse:alerts", "~pipepulse:health", "~pipepulse:forecasts", "~pipepulse:latest:*", "~pipepulse:checkpoint:*", "~pipepulse:lease:*", "~pipepulse:runtime"]
 PROCESSOR_COMMANDS = [
     "+@read", "+xreadgroup", "+xack", "+xadd", "+xgroup|create", "+hset", "+hdel", "+del", "+set", "+pexpire", "+eval",
     "+multi", "+exec", "+watch", "+unwatch", "+info", "+ping", "+client|setinfo",
@@ -34,7 +34,7 @@ def test_pipepulse_run_works_with_the_processor_acl_and_cannot_write_elsewhere(r
     run = subprocess.Popen([*PIPEPULSE, "run"], env=env_for(tmp_path, PIPEPULSE_REDIS_URL=url), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_until(lambda: admin.hget("pipepulse:latest:producers", "p1"), timeout_s=20, what="statistics written under the processor ACL")
-        wait_until(lambda: admin.hget("pipepulse:runtime", "stats"), timeout_s=20, what="runtime figures under the processor ACL")
+        wait_until(lambda: admin.hget("pipepulse:runtime", "monitor"), timeout_s=20, what="runtime figures under the processor ACL")
     finally:
         run.send_signal(signal.SIGTERM)
         _, err = run.communicate(timeout=30)

@@ -127,7 +127,7 @@ def test_run_folds_several_emitting_processes_and_status_and_replay_report_them(
         wait_until(lambda: all(producers().get(p, {}).get("events_total") == 3002 for p in producer_ids), timeout_s=30, what="every event in the statistics")
         status = subprocess.run([*PIPEPULSE, "status"], env=env, capture_output=True, text=True, timeout=30)
         assert status.returncode == 0, status.stderr
-        assert "parser" in status.stdout and "extractor" in status.stdout and "processor stats" in status.stdout
+        assert "parser" in status.stdout and "extractor" in status.stdout and "processor monitor" in status.stdout and "health " in status.stdout
         as_json = json.loads(subprocess.run([*PIPEPULSE, "status", "--json"], env=env, capture_output=True, text=True, timeout=30).stdout)
         assert set(as_json["components"]) >= {"parser", "extractor", "__pipeline__"}
         replay = subprocess.run([*PIPEPULSE, "replay"], env=env, capture_output=True, text=True, timeout=60)

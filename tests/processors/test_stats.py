@@ -8,23 +8,16 @@ from typing import Any
 
 import pytest
 
-from processors.contract import LatestOutput, Output
+from processors.contract import Output
 from processors.ledger import Ledger
 from processors.stats import PIPELINE_FIELD, StatsProcessor, StatsSettings
 
 from tests.processors.helpers import T0, batch, count, items, lifecycle, op, stream_outputs, system, tick
+from tests.processors.helpers import latest_values as latest
 
 
 def closed(outputs: list[Output]) -> list[dict[str, Any]]:
     return [json.loads(e["json"]) for e in stream_outputs(outputs)]
-
-
-def latest(outputs: list[Output], table: str) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for o in outputs:
-        if isinstance(o, LatestOutput) and o.table == table:
-            values[o.field] = None if o.value is None else json.loads(o.value)
-    return values
 
 
 def run(*entries: Any, settings: StatsSettings = StatsSettings()) -> list[Output]:

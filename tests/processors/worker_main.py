@@ -3,6 +3,7 @@
 `--crash-stage S --crash-at N` SIGKILLs the process the Nth time the runtime
 reaches stage S ("read", "applied", "committing"): the deterministic crash points.
 `--poison C` wraps the statistics processor in one that raises on component C.
+`--monitor` runs the whole monitor (statistics, alerts, forecasts, health) with the shipped rules.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from typing import Sequence
 
 from schemas.names import Names
 
-from processors.contract import BatchItem, Item, Output
+from processors.contract import BatchItem, Item, Output, Processor
+from processors.monitor import MonitorProcessor, MonitorSettings
+from processors.rules import load_rules
 from processors.runtime import RuntimeSettings, Worker, tune_gc
 from processors.stats import StatsProcessor
 
@@ -46,6 +49,7 @@ def main() -> None:
     parser.add_argument("--read-count", type=int, default=64)
     parser.add_argument("--lease-ttl", type=float, default=5.0)
     parser.add_argument("--max-deliveries", type=int, default=5)
+    parser.add_argument("--monitor", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     seen = {"n": 0}
@@ -57,7 +61,9 @@ def main() -> None:
                 os.kill(os.getpid(), signal.SIGKILL)
 
     tune_gc()
-    processor = PoisonedStats(args.poison) if args.poison else StatsProcessor()
+    processor: Processor = PoisonedStats(args.poison) if args.poison else StatsProcessor()
+    if args.monitor:
+        processor = MonitorProcessor(MonitorSettings(rules=load_rules()))
     settings = RuntimeSettings(read_count=args.read_count, lease_ttl_s=args.lease_ttl, max_deliveries=args.max_deliveries, backoff_max_s=0.5, metrics_interval_s=0.2)
     worker = Worker(url=args.url, names=Names(args.prefix), processor=processor, settings=settings, on_stage=on_stage)
     print(f"lease-token {worker.lease_token}", flush=True)

@@ -1,0 +1,370 @@
+"""The alert evaluator: rules judged over sliding statistics, alert lifecycles, acks, silences, escalation.
+
+Pure: the monitor feeds it statistics documents, forecasts and operator
+commands with their event time, and it returns outputs. Every transition goes
+to the `alerts` stream as an AlertEvent whose id comes from a persisted
+counter, so a replay of the log produces the same ids; the active set is the
+`alerts` latest table, one field per fingerprint.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+from schemas.alerts import AlertEvent, fingerprint
+
+from processors import alert_state, metrics
+from processors.alert_state import Alert, Policy, Verdict
+from processors.contract import LatestOutput, Output, PartKey, Parts, StreamOutput, to_json
+from processors.rules import Rule, render
+
+ForecastLookup = Callable[[str, str], Mapping[str, Any] | None]
+QUIET = Verdict(active=False)
+BASELINE_FORGET_S = 3600.0  # a series unseen this long loses its learned baseline
+MAX_MATCHER_CHARS = 256
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlertSettings:
+    rules: tuple[Rule, ...]
+    policy: Policy = field(default_factory=Policy)
+
+
+class AlertEvaluator:
+    name = "alerts"
+
+    def __init__(self, settings: AlertSettings) -> None:
+        self.settings = settings
+        self._rules = {rule.name: rule for rule in settings.rules}
+        self._fingerprints: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
+        # Rules by the view and series they read, so each series is visited once per evaluation.
+        self._groups: dict[tuple[str, str], list[Rule]] = {}
+        for rule in settings.rules:
+            self._groups.setdefault((rule.window, rule.scope), []).append(rule)
+        self._reset()
+
+    def _reset(self) -> None:
+        self._alerts: dict[str, Alert] = {}
+        self._index: dict[tuple[str, tuple[str, ...]], str] = {}  # (rule, label values) -> fingerprint of its alert
+        self._baselines: dict[tuple[str, str], list[float]] = {}  # (rule, fingerprint) -> [mean, windows, last_s]
+        self._silences: dict[str, dict[str, Any]] = {}
+        self._events_total = 0
+        self._dirty: set[PartKey] = set()
+        self._deleted: set[PartKey] = set()
+
+    # -- evaluation
+
+    def evaluate(self, now_s: float, views: Mapping[str, Mapping[str, Any]], forecasts: ForecastLookup, only_component: str | None = None) -> list[Output]:
+        """Judge every rule whose window is in `views`; a per-batch call passes one component's "10s" view,
+        and only component rules are judged on it."""
+        outputs: list[Output] = []
+        seen: set[str] = set()
+        for (window, scope), rules in self._groups.items():
+            document = views.get(window)
+            if document is None or (only_component is not None and scope != "component"):
+                continue
+            for labels, stats, processes in metrics.series(document, scope):
+                series_key = tuple(labels.values())
+                for rule in rules:
+                    fp = self._index.get((rule.name, series_key))
+                    alert = None if fp is None else self._alerts[fp]
+                    verdict = self._judge(rule, alert, labels, stats, processes, document, forecasts)
+                    if verdict is None:
+                        if alert is None:
+                            continue  # the common case: nothing wrong, nothing pending
+                        verdict = QUIET
+                    if alert is None:
+                        fp = fingerprint(rule.name, labels)
+                        alert = self._alerts[fp] = Alert(fingerprint=fp, rule=rule.name, labels=labels, state="resolved")
+                        self._index[(rule.name, series_key)] = fp
+                    seen.add(alert.fingerprint)
+                    outputs += self._step(alert, rule, now_s, verdict)
+        for fp in sorted(self._alerts.keys() - seen):
+            alert = self._alerts[fp]
+            its_rule = self._rules.get(alert.rule)
+            if its_rule is None or its_rule.window not in views or (only_component is not None and (its_rule.scope != "component" or alert.labels.get("component") != only_component)):
+                continue
+            outputs += self._step(alert, its_rule, now_s, QUIET)  # its series has no data now
+        if only_component is None:
+            outputs += self._housekeeping(now_s)
+        return outputs
+
+    def _fingerprint(self, rule: str, labels: Mapping[str, str]) -> str:
+        """Hashing costs more than judging, so fingerprints are remembered (derived, not state)."""
+        key = (rule, tuple(labels.items()))
+        fp = self._fingerprints.get(key)
+        if fp is None:
+            if len(self._fingerprints) > 100_000:
+                self._fingerprints.clear()
+            fp = self._fingerprints[key] = fingerprint(rule, labels)
+        return fp
+
+    def _judge(self, rule: Rule, alert: Alert | None, labels: dict[str, str], stats: Mapping[str, Any], processes: Mapping[str, Any], document: Mapping[str, Any], forecasts: ForecastLookup) -> Verdict | None:
+        """The rule's verdict on one series, or None when its condition does not hold (or there is no data)."""
+        active = alert is not None and alert.is_active and alert.underlying == "firing"
+        if rule.kind == "absence":
+            body = document["components"].get(labels.get("component", ""), {})
+            if not body.get("stale") or body.get("state") == "stopped" or body.get("last_seen_s") is None:
+                return None
+            silent_s = document["stream_time_s"] - body["last_seen_s"]
+            return self._verdict(rule, labels, rule.levels[0][0], silent_s, None)
+        if rule.kind == "trend":
+            return self._trend(rule, labels, forecasts, active)
+        value, samples = metrics.EXTRACTORS[rule.metric](stats, processes)
+        if value is None or samples < rule.min_count:
+            return None
+        if rule.kind == "threshold":
+            if not active and not rule.worse(value, rule.levels[0][1]):
+                return None
+            return self._graded(rule, labels, value, value, active, threshold_of=lambda limit: limit)
+        baseline = self._baselines.get((rule.name, self._fingerprint(rule.name, labels)))
+        if baseline is None or baseline[1] < rule.baseline_min_windows or abs(baseline[0]) < 1e-12:
+            return None
+        mean = baseline[0]
+        if rule.kind == "spike":
+            limit = max(mean * rule.factor, mean + rule.min_delta)
+            recover_at = mean + (limit - mean) / 2
+            if value >= limit or (active and value > recover_at):
+                return self._verdict(rule, labels, rule.levels[0][0], value, limit, baseline=mean)
+            return None
+        sign = 1.0 if rule.direction == "above" else -1.0
+        degradation = sign * (value - mean) / abs(mean)
+        return self._graded(rule, labels, degradation, value, active, threshold_of=lambda d: mean * (1 + sign * d), baseline=mean, degradation=degradation)
+
+    def _graded(self, rule: Rule, labels: dict[str, str], judged: float, value: float, active: bool, threshold_of: Callable[[float], float], **extra: float) -> Verdict | None:
+        """The worst level `judged` reaches; an active alert holds its mildest level until the recovery point (hysteresis)."""
+        crossed = [(severity, limit) for severity, limit in rule.levels if rule.worse(judged, limit)]
+        if crossed:
+            severity, limit = crossed[-1]
+        elif active and rule.recovery is not None and rule.worse(judged, rule.recovery) and judged != rule.recovery:
+            severity, limit = rule.levels[0]
+        else:
+            return None
+        return self._verdict(rule, labels, severity, value, threshold_of(limit), **extra)
+
+    def _trend(self, rule: Rule, labels: dict[str, str], forecasts: ForecastLookup, active: bool) -> Verdict | None:
+        document = forecasts(metrics.series_name(labels), rule.metric)
+        for crossing in (document or {}).get("thresholds", ()):
+            if crossing["value"] == rule.threshold and crossing["direction"] == rule.direction:
+                in_s = crossing["band_in_s" if rule.use_band else "in_s"]
+                if in_s is not None and in_s <= rule.horizon_s:
+                    return self._graded(rule, labels, in_s, in_s, active, threshold_of=lambda _: rule.threshold)
+        return None
+
+    def _verdict(self, rule: Rule, labels: dict[str, str], severity: Any, value: float, threshold: float | None, **extra: float) -> Verdict:
+        return Verdict(active=True, severity=severity, value=value, threshold=threshold, message=render(rule, labels, value=value, threshold=threshold, **extra))
+
+    def _step(self, alert: Alert, rule: Rule, now_s: float, verdict: Verdict) -> list[Output]:
+        happened = alert_state.step(alert, now_s, verdict, rule.for_s, rule.keep_firing_for_s, self.settings.policy)
+        return self._publish(alert, now_s, happened) if happened else []
+
+    def _housekeeping(self, now_s: float) -> list[Output]:
+        outputs: list[Output] = []
+        for silence_id in sorted(s for s, body in self._silences.items() if now_s >= body["until_s"]):
+            outputs += self._end_silence(silence_id, now_s)
+        for fp in sorted(self._alerts):
+            alert = self._alerts[fp]
+            rule = self._rules.get(alert.rule)
+            if alert.is_active:
+                happened = alert_state.housekeeping(alert, now_s, rule.escalate_after_s if rule else 0.0, self.settings.policy)
+                outputs += self._publish(alert, now_s, happened) if happened else []
+            elif rule is None or not alert.changes or now_s - alert.changes[-1] >= self.settings.policy.flap_window_s:
+                self._forget(fp)  # resolved and no longer needed for flap detection
+        return outputs
+
+    def learn(self, end_s: float, document: Mapping[str, Any]) -> None:
+        """Fold a closed window into the per-series baselines; frozen while the series alerts, so a fault is never learned."""
+        for rule in self.settings.rules:
+            if not rule.needs_baseline:
+                continue
+            for labels, stats, processes in metrics.series(document, rule.scope):
+                value, samples = metrics.reading(rule.metric, stats, processes)
+                fp = self._fingerprint(rule.name, labels)
+                alert = self._alerts.get(fp)
+                if value is None or samples < rule.min_count or (alert is not None and alert.is_active):
+                    continue
+                baseline = self._baselines.setdefault((rule.name, fp), [value, 0, end_s])
+                baseline[0] += rule.baseline_alpha * (value - baseline[0])
+                baseline[1] += 1
+                baseline[2] = end_s
+                self._dirty.add(("b", rule.name, fp))
+        for key in [k for k, b in self._baselines.items() if end_s - b[2] > BASELINE_FORGET_S]:
+            del self._baselines[key]
+            self._dirty.discard(("b", *key))
+            self._deleted.add(("b", *key))
+
+    # -- operator commands (acks and silences), from the event log
+
+    def command(self, now_s: float, action: str, target: str, by: str, reason: str, expires_in_s: float, matchers: Mapping[str, Any]) -> list[Output]:
+        """Apply one command; one aimed at an unknown alert or silence changes nothing (the CLI checks first)."""
+        if action == "silence":
+            parsed = _parse_matchers(matchers)
+            if parsed is None:
+                return []
+            until_s = now_s + (expires_in_s or self.settings.policy.default_ack_s)
+            self._silences[target] = {"matchers": dict(matchers), "until_s": until_s, "by": by, "reason": reason, "created_s": now_s}
+            self._dirty.add(("s", target))
+            return [LatestOutput("silences", target, to_json(self._silences[target])), *self._resilence(now_s)]
+        if action == "expire_silence":
+            return self._end_silence(target, now_s) if target in self._silences else []
+        alert = self._alerts.get(target)
+        if alert is None or not alert.is_active:
+            return []
+        if action == "ack":
+            alert.acked_by, alert.ack_reason = by or "unknown", reason
+            alert.ack_until_s = now_s + (expires_in_s or self.settings.policy.default_ack_s)
+            return self._publish(alert, now_s, ["acked"])
+        if alert.acked_by is None:
+            return []
+        alert.acked_by = alert.ack_reason = alert.ack_until_s = None
+        return self._publish(alert, now_s, ["unacked"])
+
+    def _end_silence(self, silence_id: str, now_s: float) -> list[Output]:
+        del self._silences[silence_id]
+        self._dirty.discard(("s", silence_id))
+        self._deleted.add(("s", silence_id))
+        return [LatestOutput("silences", silence_id, None), *self._resilence(now_s)]
+
+    def _resilence(self, now_s: float) -> list[Output]:
+        """Re-match every active alert against the silences; announce the ones whose status changed."""
+        outputs: list[Output] = []
+        for fp in sorted(self._alerts):
+            alert = self._alerts[fp]
+            silenced_by = self._matching_silences(alert)
+            if alert.is_active and bool(silenced_by) != bool(alert.silenced_by):
+                alert.silenced_by = silenced_by
+                outputs += self._publish(alert, now_s, ["silenced" if silenced_by else "unsilenced"])
+            alert.silenced_by = silenced_by
+        return outputs
+
+    def _matching_silences(self, alert: Alert) -> tuple[str, ...]:
+        labels = {**alert.labels, "alertname": alert.rule, "rule": alert.rule, "severity": alert.severity}
+        return tuple(sid for sid in sorted(self._silences) if _matches(self._silences[sid]["matchers"], labels))
+
+    # -- outputs
+
+    def _publish(self, alert: Alert, now_s: float, happened: Sequence[str]) -> list[Output]:
+        outputs: list[Output] = []
+        alert.silenced_by = self._matching_silences(alert)
+        for transition in happened:
+            alert_state.remember(alert, now_s, transition)
+            self._events_total += 1
+            event = AlertEvent(
+                event_id=f"{self._events_total:012d}-{alert.fingerprint}",
+                fingerprint=alert.fingerprint,
+                rule=alert.rule,
+                labels=alert.labels,
+                severity=alert.severity,
+                state="inactive" if transition == "dropped" else alert.state,  # type: ignore[arg-type]
+                transition=transition,
+                value=alert.value,
+                threshold=alert.threshold,
+                message=alert.message,
+                at_s=now_s,
+                active_since_s=alert.active_since_s,
+                fired_at_s=alert.fired_at_s,
+                resolved_at_s=alert.resolved_at_s,
+                escalation=alert.escalation,
+                acked_by=alert.acked_by,
+                ack_reason=alert.ack_reason,
+                ack_until_s=alert.ack_until_s,
+                silenced_by=alert.silenced_by,
+                notify=transition in alert_state.PAGING and not alert.silenced_by,
+            )
+            outputs.append(StreamOutput("alerts", event.to_fields()))
+        self._dirty.update((("a", alert.fingerprint), ("n",)))
+        outputs.append(LatestOutput("alerts", alert.fingerprint, to_json(public(alert)) if alert.is_active else None))
+        if happened and happened[-1] == "dropped":
+            self._forget(alert.fingerprint)
+        return outputs
+
+    def _forget(self, fp: str) -> None:
+        alert = self._alerts.pop(fp)
+        del self._index[(alert.rule, tuple(alert.labels.values()))]
+        self._dirty.discard(("a", fp))
+        self._deleted.add(("a", fp))
+
+    def active(self) -> list[Alert]:
+        return [self._alerts[fp] for fp in sorted(self._alerts) if self._alerts[fp].is_active]
+
+    # -- checkpoint: ("a", fingerprint) alerts, ("b", rule, fingerprint) baselines, ("s", id) silences, ("n",) the event counter
+
+    def _part(self, key: PartKey) -> Any:
+        kind = key[0]
+        if kind == "a":
+            return self._alerts[str(key[1])].to_wire()
+        if kind == "b":
+            return self._baselines[(str(key[1]), str(key[2]))]
+        if kind == "s":
+            return self._silences[str(key[1])]
+        return self._events_total
+
+    def take_changes(self) -> tuple[Parts, set[PartKey]]:
+        written = {key: self._part(key) for key in self._dirty}
+        deleted = self._deleted - written.keys()
+        self._dirty, self._deleted = set(), set()
+        return written, deleted
+
+    def snapshot(self) -> Parts:
+        keys: list[PartKey] = [("n",), *(("a", fp) for fp in self._alerts), *(("b", *k) for k in self._baselines), *(("s", s) for s in self._silences)]
+        return {key: self._part(key) for key in keys}
+
+    def restore(self, parts: Mapping[PartKey, Any]) -> None:
+        self._reset()
+        for key, value in sorted(parts.items(), key=lambda kv: tuple(map(str, kv[0]))):
+            kind = key[0]
+            if kind == "a":
+                alert = self._alerts[str(key[1])] = Alert.from_wire(value)
+                self._index[(alert.rule, tuple(alert.labels.values()))] = alert.fingerprint
+            elif kind == "b":
+                self._baselines[(str(key[1]), str(key[2]))] = list(value)
+            elif kind == "s":
+                self._silences[str(key[1])] = dict(value)
+            elif kind == "n":
+                self._events_total = int(value)
+
+
+def public(alert: Alert) -> dict[str, Any]:
+    """The active-set entry readers see (the flapping bookkeeping stays inside)."""
+    wire = alert.to_wire()
+    for internal in ("changes", "flap_notify_at_s", "flap_backoff_s", "clear_since_s"):
+        del wire[internal]
+    wire["silenced_by"] = list(alert.silenced_by)
+    return wire
+
+
+def _parse_matchers(matchers: Mapping[str, Any]) -> list[tuple[str, str, Any]] | None:
+    """label -> "=v", "!=v", "=~re", "!~re" (a bare value means "="); None if any is unusable."""
+    parsed: list[tuple[str, str, Any]] = []
+    for label, text in sorted(matchers.items()):
+        if not isinstance(text, str) or len(text) > MAX_MATCHER_CHARS:
+            return None
+        operand: Any
+        for op in ("=~", "!~", "!=", "="):
+            if text.startswith(op):
+                operand = text[len(op):]
+                break
+        else:
+            op, operand = "=", text
+        if op in ("=~", "!~"):
+            try:
+                operand = re.compile(operand)
+            except re.error:
+                return None
+        parsed.append((label, op, operand))
+    return parsed if parsed else None
+
+
+def _matches(matchers: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    parsed = _parse_matchers(matchers)
+    if parsed is None:
+        return False
+    for label, op, operand in parsed:
+        value = labels.get(label, "")
+        if op == "=" and value != operand or op == "!=" and value == operand:
+            return False
+        if op == "=~" and not operand.fullmatch(value) or op == "!~" and operand.fullmatch(value):
+            return False
+    return True
