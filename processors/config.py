@@ -31,6 +31,7 @@ class Config:
     server_port: int
     window_s: int = 10
     grace_s: float = 0.25
+    stale_after_s: float = 30.0
     tick_interval_s: float = 1.0
     lease_ttl_s: float = 5.0
     rules_file: Path | None = None
@@ -42,7 +43,7 @@ class Config:
 
     @property
     def stats_settings(self) -> StatsSettings:
-        return StatsSettings(window_s=self.window_s, grace_s=self.grace_s)
+        return StatsSettings(window_s=self.window_s, grace_s=self.grace_s, stale_after_s=self.stale_after_s)
 
     def monitor_settings(self) -> MonitorSettings:
         """Loads the rules (shipped defaults plus `rules_file`): a RuleError names the file, rule and field."""
@@ -78,6 +79,7 @@ class Config:
             server_port=port,
             window_s=window_s,
             grace_s=_number(env, "PIPEPULSE_GRACE_S", float, 0.25),
+            stale_after_s=_number(env, "PIPEPULSE_STALE_AFTER_S", float, 30.0, minimum=1.0),
             tick_interval_s=_number(env, "PIPEPULSE_TICK_INTERVAL_S", float, 1.0, minimum=0.01),
             lease_ttl_s=_number(env, "PIPEPULSE_LEASE_TTL_S", float, 5.0, minimum=0.1),
             rules_file=Path(env["PIPEPULSE_RULES_FILE"]) if env.get("PIPEPULSE_RULES_FILE") else None,

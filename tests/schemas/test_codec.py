@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas import (
+    AlertCommand,
     REASONS,
     Batch,
     CountEvent,
@@ -38,14 +39,15 @@ EVENTS = (
     ),
     LifecycleEvent(timestamp_s=T + 0.8, kind="started", config={"workers": 4, "mode": "incremental", "debug": False, "ratio": 0.5, "path": None}, **SHARED),
 )
-BATCH = Batch(**ENVELOPE, events=EVENTS)
+BATCH = Batch(**ENVELOPE, events=EVENTS)  # the golden sample's content
+COMMAND = AlertCommand(timestamp_s=T + 0.9, action="silence", target="5f3a9c", by="ana", reason="deploy", expires_in_s=7200.0, matchers={"component": "=parser", "severity": "=~warn.*"}, **SHARED)
 
 
 def envelope_with(rows: list[Any], **changes: Any) -> bytes:
     return pack_envelope(**{**ENVELOPE, **changes}, rows=rows)
 
 
-@pytest.mark.parametrize("event", EVENTS, ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize("event", (*EVENTS, COMMAND), ids=lambda e: type(e).__name__)
 def test_every_event_type_round_trips(event: Any) -> None:
     batch = Batch(**ENVELOPE, events=(event,))
     decoded = decode_batch(encode_batch(batch))
@@ -94,6 +96,9 @@ EVENT_REJECTIONS = [
     ("oversized_string", op_with(3, "x" * 201)),
     ("too_many_items", op_with(9, {f"c{i}": 1 for i in range(65)})),
     ("wrong_type", [4, 1, T, "exploded", {}]),
+    ("wrong_type", [5, 1, T, "delete_everything", "x", "", "", 0.0, {}]),
+    ("negative_value", [5, 1, T, "ack", "5f3a9c", "", "", -1.0, {}]),
+    ("wrong_type", [5, 1, T, "silence", "s1", "", "", 60.0, {"component": ["parser"]}]),
 ]
 
 
