@@ -25,12 +25,15 @@ from processors.connect import embedded, server_url
 from processors.contract import Processor, to_json
 from processors.errors import ProcessorError
 from processors.replay import replay as replay_log
-from processors.runtime import Ticker, Worker, runtime_report, tune_gc
+from processors.runtime import Ticker, Worker, ensure_group, runtime_report, tune_gc
 from processors.monitor import MonitorProcessor
 from processors.rules import RuleError
 from processors.status import health_summary
 from processors.status import table as status_table
 from processors.tail import tail
+
+
+FORWARDER_GROUP = "alert-forward"
 
 
 @click.group()
@@ -115,6 +118,10 @@ def run(config: Config, demo: bool, demo_rate: float, rules_file: Path | None, a
             Ticker(url=url, names=names, settings=settings),
             *(Worker(url=url, names=names, processor=p, settings=settings) for p in processors),
         ]
+        if config.alert_webhook_url or log_alerts:
+            # The forwarder's group exists before any alert can fire, so it misses none however slowly it starts.
+            with redis.Redis.from_url(url, socket_timeout=5) as client:
+                ensure_group(client, names.stream("alerts"), names.group(FORWARDER_GROUP), start_id="$")
         threads = [threading.Thread(target=r.run, args=(stop,), name=type(r).__name__) for r in runners]
         for thread in threads:
             thread.start()
@@ -157,7 +164,7 @@ def _start_demo(url: str, config: Config, rate: float) -> subprocess.Popen[bytes
 
 def _start_alert_forwarder(url: str, config: Config, log_alerts: bool) -> subprocess.Popen[bytes]:
     """The alert sinks run as their own process, so a slow webhook receiver can never stall a processor."""
-    command = [sys.executable, "-m", "emitters.alert_forward", "--redis-url", url, "--prefix", config.prefix]
+    command = [sys.executable, "-m", "emitters.alert_forward", "--redis-url", url, "--prefix", config.prefix, "--group", FORWARDER_GROUP]
     if config.alert_webhook_url:
         command += ["--webhook", config.alert_webhook_url]
         click.echo(f"forwarding alerts to {config.alert_webhook_url} (Alertmanager webhook v4)")

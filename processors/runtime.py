@@ -205,12 +205,7 @@ class Worker:
         return next((g for g in infos if g["name"].decode() == self._group), None)
 
     def _ensure_group(self) -> None:
-        try:
-            self._client.xgroup_create(self.names.events, self._group, id="0", mkstream=True)
-            log.info("created consumer group %s", self._group)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        ensure_group(self._client, self.names.events, self._group, start_id="0")
 
     # -- one read, apply, commit
 
@@ -389,6 +384,16 @@ class Ticker:
         if active:
             self._lease.release()
         self._client.close()
+
+
+def ensure_group(client: redis.Redis, stream: str, group: str, start_id: str) -> None:
+    """Create a consumer group (and its stream) unless it exists; BUSYGROUP means it does."""
+    try:
+        client.xgroup_create(stream, group, id=start_id, mkstream=True)
+        log.info("created consumer group %s", group)
+    except redis.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
 
 
 def load_checkpoint(client: redis.Redis, names: Names, processor: str) -> tuple[Parts, Ledger]:
