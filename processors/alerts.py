@@ -9,13 +9,12 @@ counter, so a replay of the log produces the same ids; the active set is the
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 from schemas.alerts import AlertEvent, fingerprint
 
-from processors import alert_state, metrics
+from processors import alert_state, matchers, metrics
 from processors.alert_state import Alert, Policy, Verdict
 from processors.contract import LatestOutput, Output, PartKey, Parts, StreamOutput, to_json
 from processors.rules import Rule, render
@@ -23,7 +22,6 @@ from processors.rules import Rule, render
 ForecastLookup = Callable[[str, str], Mapping[str, Any] | None]
 QUIET = Verdict(active=False)
 BASELINE_FORGET_S = 3600.0  # a series unseen this long loses its learned baseline
-MAX_MATCHER_CHARS = 256
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -197,14 +195,14 @@ class AlertEvaluator:
 
     # -- operator commands (acks and silences), from the event log
 
-    def command(self, now_s: float, action: str, target: str, by: str, reason: str, expires_in_s: float, matchers: Mapping[str, Any]) -> list[Output]:
+    def command(self, now_s: float, action: str, target: str, by: str, reason: str, expires_in_s: float, label_matchers: Mapping[str, Any]) -> list[Output]:
         """Apply one command; one aimed at an unknown alert or silence changes nothing (the CLI checks first)."""
         if action == "silence":
-            parsed = _parse_matchers(matchers)
+            parsed = matchers.parse(label_matchers)
             if parsed is None:
                 return []
             until_s = now_s + (expires_in_s or self.settings.policy.default_ack_s)
-            self._silences[target] = {"matchers": dict(matchers), "until_s": until_s, "by": by, "reason": reason, "created_s": now_s}
+            self._silences[target] = {"matchers": dict(label_matchers), "until_s": until_s, "by": by, "reason": reason, "created_s": now_s}
             self._dirty.add(("s", target))
             return [LatestOutput("silences", target, to_json(self._silences[target])), *self._resilence(now_s)]
         if action == "expire_silence":
@@ -241,7 +239,7 @@ class AlertEvaluator:
 
     def _matching_silences(self, alert: Alert) -> tuple[str, ...]:
         labels = {**alert.labels, "alertname": alert.rule, "rule": alert.rule, "severity": alert.severity}
-        return tuple(sid for sid in sorted(self._silences) if _matches(self._silences[sid]["matchers"], labels))
+        return tuple(sid for sid in sorted(self._silences) if matchers.matches(self._silences[sid]["matchers"], labels))
 
     # -- outputs
 
@@ -333,38 +331,3 @@ def public(alert: Alert) -> dict[str, Any]:
         del wire[internal]
     wire["silenced_by"] = list(alert.silenced_by)
     return wire
-
-
-def _parse_matchers(matchers: Mapping[str, Any]) -> list[tuple[str, str, Any]] | None:
-    """label -> "=v", "!=v", "=~re", "!~re" (a bare value means "="); None if any is unusable."""
-    parsed: list[tuple[str, str, Any]] = []
-    for label, text in sorted(matchers.items()):
-        if not isinstance(text, str) or len(text) > MAX_MATCHER_CHARS:
-            return None
-        operand: Any
-        for op in ("=~", "!~", "!=", "="):
-            if text.startswith(op):
-                operand = text[len(op):]
-                break
-        else:
-            op, operand = "=", text
-        if op in ("=~", "!~"):
-            try:
-                operand = re.compile(operand)
-            except re.error:
-                return None
-        parsed.append((label, op, operand))
-    return parsed if parsed else None
-
-
-def _matches(matchers: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
-    parsed = _parse_matchers(matchers)
-    if parsed is None:
-        return False
-    for label, op, operand in parsed:
-        value = labels.get(label, "")
-        if op == "=" and value != operand or op == "!=" and value == operand:
-            return False
-        if op == "=~" and not operand.fullmatch(value) or op == "!~" and operand.fullmatch(value):
-            return False
-    return True

@@ -23,6 +23,7 @@ from schemas.codec import PAYLOAD_FIELD, encode_batch
 from schemas.events import AlertCommand, Batch
 from schemas.names import EVENTS_MAXLEN
 
+from processors import matchers as label_matchers
 from processors.config import Config
 from processors.connect import server_url
 from processors.contract import to_json
@@ -131,6 +132,8 @@ def silence(config: Config, matchers: tuple[str, ...], reason: str, for_: str, b
             except re.error as exc:
                 raise click.BadParameter(f"{matcher!r}: {exc}") from exc
         parsed[label] = op + value
+    if label_matchers.parse(parsed) is None:  # what the monitor would refuse (an over-long matcher)
+        raise click.BadParameter(f"matchers {parsed} cannot be used (each at most {label_matchers.MAX_MATCHER_CHARS} characters)")
     silence_id = uuid.uuid4().hex[:12]
     with server_url(config) as url:
         _send(url, config, AlertCommand(timestamp_s=time.time(), component=CLI_COMPONENT, action="silence", target=silence_id, by=_who(by), reason=reason, expires_in_s=duration_s(for_), matchers=parsed))
