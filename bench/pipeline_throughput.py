@@ -3,8 +3,8 @@
     python bench/pipeline_throughput.py [--rate 500000 [250000 ...]] [--seconds 20]
 
 For each `--rate` (events/s in total, shared by the two emitting processes), on a
-fresh embedded server: starts the runtime (Worker with StatsProcessor, and the
-Ticker, as `pipepulse run` does) in a process, then two processes that each call
+fresh embedded server: starts the runtime (Worker with StatsProcessor, or with
+`--processor monitor` the MonitorProcessor, and the Ticker, as `pipepulse run` does) in a process, then two processes that each call
 `Emitter.record()` with five operations and lognormal durations, paced in chunks
 of 1,000, for `--seconds`. Samples every 0.25 s the processor's committed
 `events_total` (its checkpoint's ledger counters, written in the same MULTI as
@@ -39,8 +39,11 @@ import redis
 
 from emitter_throughput import raw_ingest_rate
 from emitters import Emitter, EmitterConfig
+from emitters.testing import wait_until
 from processors.embedded import EmbeddedServer, ServerSettings
 from processors.runtime import Ticker, Worker, committed_counters, tune_gc
+from processors.monitor import MonitorProcessor, MonitorSettings
+from processors.rules import load_rules
 from processors.stats import StatsProcessor
 from schemas.codec import PAYLOAD_FIELD, decode_columns
 from schemas.names import Names
@@ -74,7 +77,7 @@ class Sample:
     own_cpu_s: float  # this process (the sampler)
 
 
-def run_processor(url: str, stop: ProcessEvent) -> None:
+def run_processor(url: str, stop: ProcessEvent, kind: str) -> None:
     """The runtime as `pipepulse run` starts it: the ticker in a thread, the worker in the main thread."""
     logging.basicConfig(level=logging.WARNING)
     local = threading.Event()
@@ -87,7 +90,8 @@ def run_processor(url: str, stop: ProcessEvent) -> None:
     ticker = threading.Thread(target=Ticker(url=url, names=NAMES).run, args=(local,))
     ticker.start()
     tune_gc()  # as `pipepulse run` does
-    Worker(url=url, names=NAMES, processor=StatsProcessor()).run(local)
+    processor = StatsProcessor() if kind == "stats" else MonitorProcessor(MonitorSettings(rules=load_rules()))
+    Worker(url=url, names=NAMES, processor=processor).run(local)
     ticker.join()
 
 
@@ -120,35 +124,27 @@ def host_busy_s() -> float:
     return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
 
 
-def committed(client: redis.Redis) -> tuple[int, int]:
+def committed(client: redis.Redis, kind: str) -> tuple[int, int]:
     """(events_total, entries_total) as of the processor's last commit."""
-    counters = committed_counters(client, NAMES, "stats")
+    counters = committed_counters(client, NAMES, kind)
     return int(counters.get("events_total", 0)), int(counters.get("entries_total", 0))
 
 
-def group_lag(client: redis.Redis) -> tuple[int | None, int]:
+def group_lag(client: redis.Redis, kind: str) -> tuple[int | None, int]:
     groups: list[dict[str, Any]] = client.xinfo_groups(NAMES.events)
-    group = next(g for g in groups if g["name"].decode() == NAMES.group("stats"))
+    group = next(g for g in groups if g["name"].decode() == NAMES.group(kind))
     return group.get("lag"), int(group["pending"])
 
 
-def wait_for(condition: Any, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.05)
-
-
-def run_at(rate: float, seconds: float, drain_timeout_s: float) -> bool:
+def run_at(rate: float, seconds: float, drain_timeout_s: float, kind: str) -> bool:
     """One run on a fresh server; prints its figures block and returns whether it was sustained."""
     with tempfile.TemporaryDirectory() as data_dir, EmbeddedServer(ServerSettings(data_dir=Path(data_dir), appendonly=False)) as server:
         client = redis.Redis.from_url(server.url, socket_timeout=30)
         server_process = psutil.Process(int(client.info("server")["process_id"]))
         stop = CTX.Event()
-        processor = CTX.Process(target=run_processor, args=(server.url, stop), name="processor")
+        processor = CTX.Process(target=run_processor, args=(server.url, stop, kind), name="processor")
         processor.start()
-        wait_for(lambda: client.exists(NAMES.events) and client.xinfo_groups(NAMES.events), 30, "the processor's consumer group")
+        wait_until(lambda: client.exists(NAMES.events) and client.xinfo_groups(NAMES.events), 30, "the processor's consumer group")
         ready, results, go = CTX.Queue(), CTX.Queue(), CTX.Event()
         emitters = [
             CTX.Process(target=emit, args=(server.url, f"stage-{i}", rate / EMITTERS, seconds, i, ready, go, results), name=f"emitter-{i}") for i in range(EMITTERS)
@@ -160,8 +156,8 @@ def run_at(rate: float, seconds: float, drain_timeout_s: float) -> bool:
         processor_process = psutil.Process(processor.pid)
 
         def sample(t0: float) -> Sample:
-            events, entries = committed(client)
-            lag, _ = group_lag(client)
+            events, entries = committed(client, kind)
+            lag, _ = group_lag(client, kind)
             return Sample(time.perf_counter() - t0, events, entries, lag, cpu_s(processor_process), cpu_s(server_process), host_busy_s(), cpu_s(psutil.Process()))
 
         t0 = time.perf_counter()
@@ -183,7 +179,7 @@ def run_at(rate: float, seconds: float, drain_timeout_s: float) -> bool:
             p.join(timeout=max(1.0, deadline - time.monotonic()))
         drained: Sample | None = None
         while time.monotonic() < deadline:
-            lag, pending = group_lag(client)
+            lag, pending = group_lag(client, kind)
             if lag == 0 and pending == 0:
                 drained = sample(t0)
                 break
@@ -240,9 +236,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, nargs="+", default=[500_000], help="one or more total rates (events/s), each run on a fresh server")
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--processor", choices=("stats", "monitor"), default="stats", help="the statistics alone, or the whole monitor `pipepulse run` runs (statistics, alerts, forecasts, health)")
     parser.add_argument("--drain-timeout", type=float, default=60.0, help="longest wait for the backlog after the emission")
     args = parser.parse_args()
-    verdicts = {rate: run_at(rate, args.seconds, args.drain_timeout) for rate in args.rate}
+    verdicts = {rate: run_at(rate, args.seconds, args.drain_timeout, args.processor) for rate in args.rate}
     if len(verdicts) > 1:
         sustained = [rate for rate, ok in verdicts.items() if ok]
         print(f"\nsustained (lag bounded, nothing dropped): {', '.join(f'{r:,.0f}' for r in sustained) or 'none'}; highest {max(sustained, default=0):,.0f} events/s")

@@ -1,4 +1,5 @@
-"""An in-memory sink, so users can test their own instrumented code without Redis.
+"""Testing aids: an in-memory sink, so users can test their own instrumented code without Redis,
+and `wait_until`, to await a condition with a deadline rather than sleep.
 
 >>> sink = MemorySink()
 >>> em = Emitter("parser", sink=sink)
@@ -10,7 +11,8 @@
 from __future__ import annotations
 
 import threading
-from typing import Sequence
+import time
+from typing import Callable, Sequence, TypeVar
 
 from schemas import Batch, Event, decode_batch
 
@@ -47,3 +49,18 @@ class MemorySink:
     @property
     def events(self) -> list[Event]:
         return [event for batch in self.batches for event in batch.events]
+
+
+T = TypeVar("T")
+
+
+def wait_until(condition: Callable[[], T], timeout_s: float = 10.0, what: str = "condition", interval_s: float = 0.01) -> T:
+    """Poll `condition` until it returns something truthy, and return that; TimeoutError naming `what` at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout_s:g} s waiting for {what}")
+        time.sleep(interval_s)

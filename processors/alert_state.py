@@ -89,7 +89,7 @@ class Alert:
 def step(alert: Alert, now_s: float, verdict: Verdict, for_s: float, keep_firing_for_s: float, policy: Policy) -> list[str]:
     """Advance `alert` to `now_s` under `verdict`; returns the transitions (empty when nothing changed)."""
     happened: list[str] = []
-    if verdict.active:
+    if verdict.value is not None:  # the value now, also when it has cleared (a resolved event says how far)
         alert.value, alert.threshold, alert.message = verdict.value, verdict.threshold, verdict.message or alert.message
     if alert.state == "resolved":
         if verdict.active:

@@ -72,7 +72,7 @@ class AlertEvaluator:
                     if verdict is None:
                         if alert is None:
                             continue  # the common case: nothing wrong, nothing pending
-                        verdict = QUIET
+                        verdict = self._cleared(rule, alert, labels, stats, processes)
                     if alert is None:
                         fp = fingerprint(rule.name, labels)
                         alert = self._alerts[fp] = Alert(fingerprint=fp, rule=rule.name, labels=labels, state="resolved")
@@ -136,7 +136,7 @@ class AlertEvaluator:
         crossed = [(severity, limit) for severity, limit in rule.levels if rule.worse(judged, limit)]
         if crossed:
             severity, limit = crossed[-1]
-        elif active and rule.recovery is not None and rule.worse(judged, rule.recovery) and judged != rule.recovery:
+        elif active and rule.recovery is not None and rule.worse(judged, rule.recovery):
             severity, limit = rule.levels[0]
         else:
             return None
@@ -150,6 +150,20 @@ class AlertEvaluator:
                 if in_s is not None and in_s <= rule.horizon_s:
                     return self._graded(rule, labels, in_s, in_s, active, threshold_of=lambda _: rule.threshold)
         return None
+
+    def _cleared(self, rule: Rule, alert: Alert, labels: dict[str, str], stats: Mapping[str, Any], processes: Mapping[str, Any]) -> Verdict:
+        """An alert's condition no longer holds: its events show the value now, not the one that fired it."""
+        if rule.kind in ("absence", "trend"):
+            return QUIET
+        value, _ = metrics.EXTRACTORS[rule.metric](stats, processes)
+        if value is None:
+            return QUIET
+        extra: dict[str, float] = {}
+        baseline = self._baselines.get((rule.name, alert.fingerprint))
+        if baseline is not None and abs(baseline[0]) >= 1e-12:
+            sign = 1.0 if rule.direction == "above" else -1.0
+            extra = {"baseline": baseline[0], "degradation": sign * (value - baseline[0]) / abs(baseline[0])}
+        return Verdict(active=False, value=value, threshold=alert.threshold, message=render(rule, labels, value=value, threshold=alert.threshold, **extra))
 
     def _verdict(self, rule: Rule, labels: dict[str, str], severity: Any, value: float, threshold: float | None, **extra: float) -> Verdict:
         return Verdict(active=True, severity=severity, value=value, threshold=threshold, message=render(rule, labels, value=value, threshold=threshold, **extra))

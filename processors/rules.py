@@ -77,10 +77,11 @@ class Rule:
     labels: Mapping[str, str] = field(default_factory=dict)
 
     def worse(self, value: float, limit: float) -> bool:
-        """Is `value` at or past `limit` in this rule's bad direction?"""
+        """Is `value` past `limit` in this rule's bad direction? Strictly, as Prometheus's `>` and Datadog's
+        "> T recovers at <= R": an error rate of exactly 5 % does not break a 5 % limit."""
         if self.kind == "trend":
             return value <= limit  # levels of a trend rule are times to the crossing: sooner is worse
-        return value >= limit if self.direction == "above" or self.kind in ("degradation", "spike") else value <= limit
+        return value > limit if self.direction == "above" or self.kind in ("degradation", "spike") else value < limit
 
     @property
     def needs_baseline(self) -> bool:
@@ -163,7 +164,7 @@ def _check_order(rule: Rule, fail: Any) -> None:
     for milder, worse in zip(limits, limits[1:]):
         if not rule.worse(worse, milder):
             raise fail("levels must get worse from warning to critical")
-    if rule.recovery is not None and rule.recovery != limits[0] and rule.worse(rule.recovery, limits[0]):
+    if rule.recovery is not None and rule.worse(rule.recovery, limits[0]):
         raise fail(f"recovery {rule.recovery} lies past the first threshold {limits[0]}")
     if rule.kind == "trend" and rule.horizon_s <= 0:
         raise fail("a trend rule needs horizon_s > 0")
@@ -178,7 +179,8 @@ def _number(value: object, fail: Any, key: str) -> float:
 def render(rule: Rule, labels: Mapping[str, str], **numbers: float | None) -> str:
     """The alert message with its placeholders filled; a missing number renders as "n/a"."""
     series = ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "pipeline"
-    context: dict[str, Any] = {"rule": rule.name, "series": series, "component": labels.get("component", "pipeline"), "operation": labels.get("operation", ""), "degradation": 0.0}
+    context: dict[str, Any] = {"rule": rule.name, "series": series, "component": labels.get("component", "pipeline"), "operation": labels.get("operation", "")}
+    context.update(dict.fromkeys(("value", "threshold", "baseline", "degradation"), math.nan))  # placeholders a message may use
     for key, number in numbers.items():
         context[key] = number if number is not None else math.nan
     return rule.message.format_map(context)

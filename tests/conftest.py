@@ -1,30 +1,18 @@
-"""Shared fixtures: the real embedded server, fakeredis, and a deadline-based wait."""
+"""Shared fixtures: the real embedded server, fakeredis; and the deadline-based wait (from emitters.testing)."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Callable, Iterator, TypeVar
+from typing import Callable, Iterator
 
 import fakeredis
 import pytest
 import redis
 
+from emitters.testing import wait_until
 from processors.embedded import EmbeddedServer, ServerSettings
 
-T = TypeVar("T")
-
-
-def wait_until(condition: Callable[[], T], timeout_s: float = 10.0, what: str = "condition") -> T:
-    """Poll `condition` until it returns something truthy; fail with `what` at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.01)
+__all__ = ["wait_until"]  # the tests import it from here
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ import pytest
 
 from processors.rules import RuleError, load_rules
 
-from tests.processors.alerting import Series, run, spread, transitions
+from tests.processors.alerting import Series, alert_events, run, spread, transitions
 from tests.processors.helpers import T0, count, lifecycle, op, system
 
 GB = 1024**3
@@ -214,3 +214,22 @@ def test_a_broken_file_names_itself(tmp_path: Path) -> None:
     path.write_text("[[rules]\n")
     with pytest.raises(RuleError, match=str(path)):
         load_rules(path)
+
+
+def test_a_resolved_event_reports_the_value_now_not_the_one_that_fired() -> None:
+    events = alert_events(run(phases((0, errors_at(0.10)), (5, errors_at(0.0))), 20), "max_error_rate")
+    fired, resolved = [e for e in events if e["transition"] in ("firing", "resolved")]
+    assert fired["value"] == 0.1 and "10.0%" in fired["message"]
+    assert resolved["value"] <= 0.03 and f"{resolved['value']:.1%}" in resolved["message"]
+
+
+def test_exactly_at_the_limit_is_not_past_it() -> None:
+    assert transitions(run(errors_at(0.05), 15), "max_error_rate") == []
+
+
+def test_a_degradation_that_ends_resolves_and_says_how_far_from_its_baseline() -> None:
+    slow_then_back = phases((0, lambda s: ops(s, n=30, duration_ms=10.0)), (80, lambda s: ops(s, n=30, duration_ms=14.0)), (115, lambda s: ops(s, n=30, duration_ms=10.0)))
+    events = alert_events(run(slow_then_back, 130), "latency_degradation")
+    assert [e["transition"] for e in events] == ["pending", "firing", "resolved"]
+    assert events[-1]["at_s"] - T0 == 124.0  # the first tick whose window (115..124) is all back at baseline
+    assert "0% above its baseline" in events[-1]["message"] and "10.0 ms" in events[-1]["message"]
