@@ -55,10 +55,10 @@ def table(latest: Mapping[str, str]) -> str:
 
 def health_summary(health: Mapping[str, Any]) -> str:
     """The score, its level and where its points came from, then each component's traffic light."""
-    factors = ", ".join(f"{name} {part['points']:g}/{part['of']:g}" for name, part in health["factors"].items())
+    factors = ", ".join(f"{name} {part['points']:.1f}/{part['of']:g}" for name, part in health["factors"].items())
     deducted = sum(d["points"] for d in health["deductions"])
     lines = [f"health {health['score']:.0f}/100 ({health['level']}): {factors}" + (f", minus {deducted:g} for {len(health['deductions'])} firing alert(s)" if deducted else "")]
-    moved = [f"{m['what']} {m['points']:+g}" for m in health.get("moved", []) if m["points"]]
+    moved = [f"{m['what']} {m['points']:+.1f}" for m in health.get("moved", []) if m["points"]]
     if moved:
         lines.append("moved: " + ", ".join(moved[:5]))
     lights = ", ".join(f"{name} {body['status']}" for name, body in sorted(health["components"].items()))

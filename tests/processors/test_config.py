@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from processors.config import Config
 from processors.errors import ConfigError
+from processors.rules import RuleError
 
 
 def test_defaults_and_overrides() -> None:
@@ -15,9 +18,21 @@ def test_defaults_and_overrides() -> None:
     assert (config.runtime_settings.tick_interval_s, config.runtime_settings.lease_ttl_s) == (0.5, 2.0)
 
 
+def test_alerting_settings(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[[rules]]\nname = "cpu_saturation"\nenabled = false\n')
+    config = Config.from_env({"PIPEPULSE_RULES_FILE": str(rules), "PIPEPULSE_ALERT_WEBHOOK_URL": "http://127.0.0.1:9/hook", "PIPEPULSE_STALE_AFTER_S": "4"})
+    names = {rule.name for rule in config.monitor_settings().rules}
+    assert "cpu_saturation" not in names and "max_error_rate" in names
+    assert (config.alert_webhook_url, config.stats_settings.stale_after_s) == ("http://127.0.0.1:9/hook", 4.0)
+    assert Config.from_env({"PIPEPULSE_RULES_FILE": "", "PIPEPULSE_ALERT_WEBHOOK_URL": ""}).alert_webhook_url is None  # empty means unset (compose)
+    with pytest.raises(RuleError, match="cannot read rules file"):
+        Config.from_env({"PIPEPULSE_RULES_FILE": str(tmp_path / "missing.toml")}).monitor_settings()
+
+
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("PIPEPULSE_WINDOW_S", "7"), ("PIPEPULSE_WINDOW_S", "ten"), ("PIPEPULSE_GRACE_S", "-1"), ("PIPEPULSE_GRACE_S", "nan"), ("PIPEPULSE_TICK_INTERVAL_S", "0"), ("PIPEPULSE_LEASE_TTL_S", "x")],
+    [("PIPEPULSE_WINDOW_S", "7"), ("PIPEPULSE_WINDOW_S", "ten"), ("PIPEPULSE_GRACE_S", "-1"), ("PIPEPULSE_GRACE_S", "nan"), ("PIPEPULSE_TICK_INTERVAL_S", "0"), ("PIPEPULSE_LEASE_TTL_S", "x"), ("PIPEPULSE_STALE_AFTER_S", "0.5")],
 )
 def test_a_bad_value_names_its_variable(variable: str, value: str) -> None:
     with pytest.raises(ConfigError, match=variable):
