@@ -22,14 +22,12 @@ import urllib.request
 from datetime import datetime, timezone
 from typing import Any, Callable, Final
 
-from schemas.alerts import AlertEvent
+from schemas.alerts import PAGING, AlertEvent
 
 from emitters.errors import ConfigError, WebhookError
 
 log = logging.getLogger("pipepulse.alerts")
 
-# The transitions that page someone (when `notify` is True); acks, silences and pending changes are recorded only.
-PAGING_TRANSITIONS: Final = frozenset({"firing", "resolved", "severity_changed", "escalated", "settled", "flapping"})
 # Alertmanager's "not yet ended" (Go's zero time).
 ZERO_TIME: Final = "0001-01-01T00:00:00Z"
 EVENT_ID_HEADER: Final = "X-Pipepulse-Event-Id"
@@ -94,7 +92,7 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 
 class WebhookForwarder:
-    """Posts each paging event (see PAGING_TRANSITIONS; `notify` True) as an Alertmanager webhook.
+    """Posts each paging event (see PAGING; `notify` True) as an Alertmanager webhook.
 
     Retries connection errors, 5xx and 429 (honouring Retry-After, up to
     `backoff_max_s`) with exponential back-off and jitter; any other 4xx is
@@ -136,7 +134,7 @@ class WebhookForwarder:
         self.failed_attempts_total = 0
 
     def __call__(self, event: AlertEvent) -> None:
-        if event.transition not in PAGING_TRANSITIONS or not event.notify:
+        if event.transition not in PAGING or not event.notify:
             self.skipped_total += 1
             return
         body = json.dumps(alertmanager_payload(event, receiver=self.receiver, external_url=self.external_url)).encode()

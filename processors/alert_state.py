@@ -14,8 +14,6 @@ from typing import Any, Final
 
 from schemas.alerts import SEVERITIES, Severity
 
-# Transitions that page someone; the rest are recorded on the stream but do not notify.
-PAGING: Final = frozenset({"firing", "severity_changed", "resolved", "flapping", "settled", "escalated"})
 HISTORY_LIMIT: Final = 20
 
 
@@ -27,6 +25,7 @@ class Policy:
     flap_backoff_initial_s: float = 60.0
     flap_backoff_max_s: float = 3600.0
     default_ack_s: float = 3600.0
+    default_silence_s: float = 7200.0
     max_escalation: int = 3
 
 
@@ -101,11 +100,11 @@ def step(alert: Alert, now_s: float, verdict: Verdict, for_s: float, keep_firing
         if not verdict.active:
             alert.state = "resolved"  # dropped: never fired, so nothing to resolve; the caller forgets it
             return ["dropped"]
-        happened.extend(_set_severity(alert, verdict.severity))
+        alert.severity = verdict.severity  # no event: a pending alert has paged no one, and `firing` will carry it
     else:
         if verdict.active:
             alert.clear_since_s = None
-            happened.extend(_set_severity(alert, verdict.severity))
+            happened.extend(_set_severity(alert, verdict.severity, now_s, policy))
             if alert.state == "flapping" and alert.underlying == "resolved":
                 alert.underlying = "firing"
                 _change(alert, now_s, policy)
@@ -123,7 +122,7 @@ def step(alert: Alert, now_s: float, verdict: Verdict, for_s: float, keep_firing
                     happened.extend(_change(alert, now_s, policy))
     if alert.state == "pending" and now_s - (alert.active_since_s or now_s) >= for_s:
         alert.state, alert.fired_at_s, alert.underlying = "firing", now_s, "firing"
-        happened = [t for t in happened if t not in ("pending", "severity_changed")] + ["firing"]
+        happened = [t for t in happened if t != "pending"] + ["firing"]
         happened.extend(_change(alert, now_s, policy))
     happened.extend(_flapping_progress(alert, now_s, policy))
     if "flapping" in happened and happened[-1] == "flapping":
@@ -131,17 +130,19 @@ def step(alert: Alert, now_s: float, verdict: Verdict, for_s: float, keep_firing
     return happened
 
 
-def _set_severity(alert: Alert, severity: Severity) -> list[str]:
+def _set_severity(alert: Alert, severity: Severity, now_s: float, policy: Policy) -> list[str]:
     if severity == alert.severity:
         return []
     worse = SEVERITIES.index(severity) > SEVERITIES.index(alert.severity)
     alert.severity = severity
     happened = ["severity_changed"]
-    if worse and alert.state != "pending":
-        if alert.acked_by is not None:  # an ack covers what was acknowledged, not something worse
-            alert.acked_by = alert.ack_reason = alert.ack_until_s = None
+    if worse and alert.acked_by is not None:  # an ack covers what was acknowledged, not something worse
+        alert.acked_by = alert.ack_reason = alert.ack_until_s = None
+        happened.append("unacked")
+        if alert.escalation < policy.max_escalation:
             alert.escalation += 1
-            happened += ["unacked", "escalated"]
+            alert.escalated_at_s = now_s
+            happened.append("escalated")
     return happened
 
 
@@ -180,6 +181,7 @@ def housekeeping(alert: Alert, now_s: float, escalate_after_s: float, policy: Po
     happened: list[str] = []
     if alert.ack_until_s is not None and now_s >= alert.ack_until_s:
         alert.acked_by = alert.ack_reason = alert.ack_until_s = None
+        alert.escalated_at_s = now_s  # unacknowledged from now: the escalation clock restarts
         happened.append("unacked")
     if alert.is_firing and alert.acked_by is None and alert.escalation < policy.max_escalation and escalate_after_s > 0:
         since_s = alert.escalated_at_s if alert.escalated_at_s is not None else alert.fired_at_s

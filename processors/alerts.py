@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
-from schemas.alerts import AlertEvent, fingerprint
+from schemas.alerts import PAGING, AlertEvent, Severity, fingerprint
 
 from processors import alert_state, matchers, metrics
 from processors.alert_state import Alert, Policy, Verdict
@@ -22,6 +22,8 @@ from processors.rules import Rule, render
 ForecastLookup = Callable[[str, str], Mapping[str, Any] | None]
 QUIET = Verdict(active=False)
 BASELINE_FORGET_S = 3600.0  # a series unseen this long loses its learned baseline
+MAX_SILENCES = 1000  # commands come from the event log: bounded, whoever sends them
+MAX_COMMAND_S = 30 * 86400.0  # the longest ack or silence
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -48,6 +50,7 @@ class AlertEvaluator:
         self._index: dict[tuple[str, tuple[str, ...]], str] = {}  # (rule, label values) -> fingerprint of its alert
         self._baselines: dict[tuple[str, str], list[float]] = {}  # (rule, fingerprint) -> [mean, windows, last_s]
         self._silences: dict[str, dict[str, Any]] = {}
+        self._parsed: dict[str, list[tuple[str, str, Any]]] = {}
         self._events_total = 0
         self._dirty: set[PartKey] = set()
         self._deleted: set[PartKey] = set()
@@ -74,8 +77,9 @@ class AlertEvaluator:
                             continue  # the common case: nothing wrong, nothing pending
                         verdict = self._cleared(rule, alert, labels, stats, processes)
                     if alert is None:
-                        fp = fingerprint(rule.name, labels)
-                        alert = self._alerts[fp] = Alert(fingerprint=fp, rule=rule.name, labels=labels, state="resolved")
+                        alert_labels = {**labels, **rule.labels}
+                        fp = fingerprint(rule.name, alert_labels)
+                        alert = self._alerts[fp] = Alert(fingerprint=fp, rule=rule.name, labels=alert_labels, state="resolved")
                         self._index[(rule.name, series_key)] = fp
                     seen.add(alert.fingerprint)
                     outputs += self._step(alert, rule, now_s, verdict)
@@ -84,6 +88,8 @@ class AlertEvaluator:
             its_rule = self._rules.get(alert.rule)
             if its_rule is None or its_rule.window not in views or (only_component is not None and (its_rule.scope != "component" or alert.labels.get("component") != only_component)):
                 continue
+            if its_rule.kind == "absence":
+                continue  # its component was forgotten after an hour of silence: still absent, not recovered
             outputs += self._step(alert, its_rule, now_s, QUIET)  # its series has no data now
         if only_component is None:
             outputs += self._housekeeping(now_s)
@@ -102,6 +108,7 @@ class AlertEvaluator:
     def _judge(self, rule: Rule, alert: Alert | None, labels: dict[str, str], stats: Mapping[str, Any], processes: Mapping[str, Any], document: Mapping[str, Any], forecasts: ForecastLookup) -> Verdict | None:
         """The rule's verdict on one series, or None when its condition does not hold (or there is no data)."""
         active = alert is not None and alert.is_active and alert.underlying == "firing"
+        held = alert.severity if alert is not None and active else None
         if rule.kind == "absence":
             body = document["components"].get(labels.get("component", ""), {})
             if not body.get("stale") or body.get("state") == "stopped" or body.get("last_seen_s") is None:
@@ -109,46 +116,51 @@ class AlertEvaluator:
             silent_s = document["stream_time_s"] - body["last_seen_s"]
             return self._verdict(rule, labels, rule.levels[0][0], silent_s, None)
         if rule.kind == "trend":
-            return self._trend(rule, labels, forecasts, active)
+            return self._trend(rule, labels, forecasts, held)
         value, samples = metrics.EXTRACTORS[rule.metric](stats, processes)
         if value is None or samples < rule.min_count:
             return None
         if rule.kind == "threshold":
             if not active and not rule.worse(value, rule.levels[0][1]):
                 return None
-            return self._graded(rule, labels, value, value, active, threshold_of=lambda limit: limit)
+            return self._graded(rule, labels, value, value, held, threshold_of=lambda limit: limit)
         baseline = self._baselines.get((rule.name, self._fingerprint(rule.name, labels)))
-        if baseline is None or baseline[1] < rule.baseline_min_windows or abs(baseline[0]) < 1e-12:
-            return None
+        if baseline is None or baseline[1] < rule.baseline_min_windows or (rule.kind == "degradation" and abs(baseline[0]) < 1e-12):
+            return None  # a spike is judged against a zero baseline too (min_delta); a degradation is relative to it
         mean = baseline[0]
         if rule.kind == "spike":
             limit = max(mean * rule.factor, mean + rule.min_delta)
             recover_at = mean + (limit - mean) / 2
-            if value >= limit or (active and value > recover_at):
+            if value > limit or (active and value > recover_at):
                 return self._verdict(rule, labels, rule.levels[0][0], value, limit, baseline=mean)
             return None
         sign = 1.0 if rule.direction == "above" else -1.0
         degradation = sign * (value - mean) / abs(mean)
-        return self._graded(rule, labels, degradation, value, active, threshold_of=lambda d: mean * (1 + sign * d), baseline=mean, degradation=degradation)
+        return self._graded(rule, labels, degradation, value, held, threshold_of=lambda d: mean * (1 + sign * d), baseline=mean, degradation=degradation)
 
-    def _graded(self, rule: Rule, labels: dict[str, str], judged: float, value: float, active: bool, threshold_of: Callable[[float], float], **extra: float) -> Verdict | None:
-        """The worst level `judged` reaches; an active alert holds its mildest level until the recovery point (hysteresis)."""
+    def _graded(self, rule: Rule, labels: dict[str, str], judged: float, value: float, held: Severity | None, threshold_of: Callable[[float], float], **extra: float) -> Verdict | None:
+        """The worst level `judged` reaches, with hysteresis for an active alert (`held` is its severity):
+        it keeps its level until `judged` is back past that level's threshold by the recovery margin,
+        and stays active at its mildest level until the recovery point."""
         crossed = [(severity, limit) for severity, limit in rule.levels if rule.worse(judged, limit)]
+        if held is not None and rule.recovery is not None:
+            margin = rule.recovery - rule.levels[0][1]  # towards the good side
+            level = next((i for i, (severity, _) in enumerate(rule.levels) if severity == held), 0)
+            if len(crossed) <= level and rule.worse(judged, rule.levels[level][1] + margin):
+                crossed = list(rule.levels[: level + 1])
         if crossed:
             severity, limit = crossed[-1]
-        elif active and rule.recovery is not None and rule.worse(judged, rule.recovery):
-            severity, limit = rule.levels[0]
         else:
             return None
         return self._verdict(rule, labels, severity, value, threshold_of(limit), **extra)
 
-    def _trend(self, rule: Rule, labels: dict[str, str], forecasts: ForecastLookup, active: bool) -> Verdict | None:
+    def _trend(self, rule: Rule, labels: dict[str, str], forecasts: ForecastLookup, held: Severity | None) -> Verdict | None:
         document = forecasts(metrics.series_name(labels), rule.metric)
         for crossing in (document or {}).get("thresholds", ()):
             if crossing["value"] == rule.threshold and crossing["direction"] == rule.direction:
                 in_s = crossing["band_in_s" if rule.use_band else "in_s"]
                 if in_s is not None and in_s <= rule.horizon_s:
-                    return self._graded(rule, labels, in_s, in_s, active, threshold_of=lambda _: rule.threshold)
+                    return self._graded(rule, labels, in_s, in_s, held, threshold_of=lambda _: rule.threshold)
         return None
 
     def _cleared(self, rule: Rule, alert: Alert, labels: dict[str, str], stats: Mapping[str, Any], processes: Mapping[str, Any]) -> Verdict:
@@ -159,7 +171,7 @@ class AlertEvaluator:
         if value is None:
             return QUIET
         extra: dict[str, float] = {}
-        baseline = self._baselines.get((rule.name, alert.fingerprint))
+        baseline = self._baselines.get((rule.name, self._fingerprint(rule.name, labels)))
         if baseline is not None and abs(baseline[0]) >= 1e-12:
             sign = 1.0 if rule.direction == "above" else -1.0
             extra = {"baseline": baseline[0], "degradation": sign * (value - baseline[0]) / abs(baseline[0])}
@@ -170,6 +182,7 @@ class AlertEvaluator:
 
     def _step(self, alert: Alert, rule: Rule, now_s: float, verdict: Verdict) -> list[Output]:
         happened = alert_state.step(alert, now_s, verdict, rule.for_s, rule.keep_firing_for_s, self.settings.policy)
+        self._dirty.add(("a", alert.fingerprint))  # timers and values move without an event, and must survive a restart
         return self._publish(alert, now_s, happened) if happened else []
 
     def _housekeeping(self, now_s: float) -> list[Output]:
@@ -179,7 +192,11 @@ class AlertEvaluator:
         for fp in sorted(self._alerts):
             alert = self._alerts[fp]
             rule = self._rules.get(alert.rule)
-            if alert.is_active:
+            if alert.is_active and rule is None:  # its rule was removed from the rules file: nothing judges it any more
+                alert.state, alert.resolved_at_s = "resolved", now_s
+                outputs += self._publish(alert, now_s, ["resolved"])
+                self._forget(fp)
+            elif alert.is_active:
                 happened = alert_state.housekeeping(alert, now_s, rule.escalate_after_s if rule else 0.0, self.settings.policy)
                 outputs += self._publish(alert, now_s, happened) if happened else []
             elif rule is None or not alert.changes or now_s - alert.changes[-1] >= self.settings.policy.flap_window_s:
@@ -192,15 +209,16 @@ class AlertEvaluator:
             if not rule.needs_baseline:
                 continue
             for labels, stats, processes in metrics.series(document, rule.scope):
-                value, samples = metrics.reading(rule.metric, stats, processes)
-                fp = self._fingerprint(rule.name, labels)
-                alert = self._alerts.get(fp)
-                if value is None or samples < rule.min_count or (alert is not None and alert.is_active):
+                value, samples = metrics.EXTRACTORS[rule.metric](stats, processes)
+                if value is None or samples < rule.min_count:
                     continue
+                fp = self._fingerprint(rule.name, labels)
+                alerting = self._index.get((rule.name, tuple(labels.values())))
                 baseline = self._baselines.setdefault((rule.name, fp), [value, 0, end_s])
-                baseline[0] += rule.baseline_alpha * (value - baseline[0])
-                baseline[1] += 1
-                baseline[2] = end_s
+                if alerting is None or not self._alerts[alerting].is_active:
+                    baseline[0] += rule.baseline_alpha * (value - baseline[0])
+                    baseline[1] += 1
+                baseline[2] = end_s  # seen: a baseline frozen by a long fault is kept, not forgotten and relearned from the fault
                 self._dirty.add(("b", rule.name, fp))
         for key in [k for k, b in self._baselines.items() if end_s - b[2] > BASELINE_FORGET_S]:
             del self._baselines[key]
@@ -213,9 +231,10 @@ class AlertEvaluator:
         """Apply one command; one aimed at an unknown alert or silence changes nothing (the CLI checks first)."""
         if action == "silence":
             parsed = matchers.parse(label_matchers)
-            if parsed is None:
+            if parsed is None or (target not in self._silences and len(self._silences) >= MAX_SILENCES):
                 return []
-            until_s = now_s + (expires_in_s or self.settings.policy.default_ack_s)
+            until_s = now_s + min(expires_in_s or self.settings.policy.default_silence_s, MAX_COMMAND_S)
+            self._parsed.pop(target, None)
             self._silences[target] = {"matchers": dict(label_matchers), "until_s": until_s, "by": by, "reason": reason, "created_s": now_s}
             self._dirty.add(("s", target))
             return [LatestOutput("silences", target, to_json(self._silences[target])), *self._resilence(now_s)]
@@ -226,15 +245,17 @@ class AlertEvaluator:
             return []
         if action == "ack":
             alert.acked_by, alert.ack_reason = by or "unknown", reason
-            alert.ack_until_s = now_s + (expires_in_s or self.settings.policy.default_ack_s)
+            alert.ack_until_s = now_s + min(expires_in_s or self.settings.policy.default_ack_s, MAX_COMMAND_S)
             return self._publish(alert, now_s, ["acked"])
         if alert.acked_by is None:
             return []
         alert.acked_by = alert.ack_reason = alert.ack_until_s = None
+        alert.escalated_at_s = now_s  # unacknowledged from now: the escalation clock restarts
         return self._publish(alert, now_s, ["unacked"])
 
     def _end_silence(self, silence_id: str, now_s: float) -> list[Output]:
         del self._silences[silence_id]
+        self._parsed.pop(silence_id, None)
         self._dirty.discard(("s", silence_id))
         self._deleted.add(("s", silence_id))
         return [LatestOutput("silences", silence_id, None), *self._resilence(now_s)]
@@ -248,12 +269,23 @@ class AlertEvaluator:
             if alert.is_active and bool(silenced_by) != bool(alert.silenced_by):
                 alert.silenced_by = silenced_by
                 outputs += self._publish(alert, now_s, ["silenced" if silenced_by else "unsilenced"])
-            alert.silenced_by = silenced_by
+            elif silenced_by != alert.silenced_by:
+                alert.silenced_by = silenced_by
+                self._dirty.add(("a", fp))
+                if alert.is_active:
+                    outputs.append(LatestOutput("alerts", fp, to_json(public(alert))))
         return outputs
 
     def _matching_silences(self, alert: Alert) -> tuple[str, ...]:
         labels = {**alert.labels, "alertname": alert.rule, "rule": alert.rule, "severity": alert.severity}
-        return tuple(sid for sid in sorted(self._silences) if matchers.matches(self._silences[sid]["matchers"], labels))
+        return tuple(sid for sid in sorted(self._silences) if matchers.matches(self._parsed_silence(sid), labels))
+
+    def _parsed_silence(self, silence_id: str) -> list[tuple[str, str, Any]]:
+        """Compiled once per silence (derived, not state)."""
+        parsed = self._parsed.get(silence_id)
+        if parsed is None:
+            parsed = self._parsed[silence_id] = matchers.parse(self._silences[silence_id]["matchers"]) or []
+        return parsed
 
     # -- outputs
 
@@ -283,7 +315,7 @@ class AlertEvaluator:
                 ack_reason=alert.ack_reason,
                 ack_until_s=alert.ack_until_s,
                 silenced_by=alert.silenced_by,
-                notify=transition in alert_state.PAGING and not alert.silenced_by,
+                notify=_pages(alert, transition),
             )
             outputs.append(StreamOutput("alerts", event.to_fields()))
         self._dirty.update((("a", alert.fingerprint), ("n",)))
@@ -294,9 +326,14 @@ class AlertEvaluator:
 
     def _forget(self, fp: str) -> None:
         alert = self._alerts.pop(fp)
-        del self._index[(alert.rule, tuple(alert.labels.values()))]
+        self._index.pop((alert.rule, self._series_key(alert)), None)
         self._dirty.discard(("a", fp))
         self._deleted.add(("a", fp))
+
+    @staticmethod
+    def _series_key(alert: Alert) -> tuple[str, ...]:
+        """The label values of the series it judges (its rule's own labels are not part of the series)."""
+        return tuple(alert.labels[k] for k in metrics.SERIES_LABELS if k in alert.labels)
 
     def active(self) -> list[Alert]:
         return [self._alerts[fp] for fp in sorted(self._alerts) if self._alerts[fp].is_active]
@@ -329,13 +366,20 @@ class AlertEvaluator:
             kind = key[0]
             if kind == "a":
                 alert = self._alerts[str(key[1])] = Alert.from_wire(value)
-                self._index[(alert.rule, tuple(alert.labels.values()))] = alert.fingerprint
+                self._index[(alert.rule, self._series_key(alert))] = alert.fingerprint
             elif kind == "b":
                 self._baselines[(str(key[1]), str(key[2]))] = list(value)
             elif kind == "s":
                 self._silences[str(key[1])] = dict(value)
             elif kind == "n":
                 self._events_total = int(value)
+
+
+def _pages(alert: Alert, transition: str) -> bool:
+    """Whether a transition pages: not while silenced, not while pending, and while flapping only its own reminders."""
+    if transition not in PAGING or alert.silenced_by or alert.state == "pending":
+        return False
+    return alert.state != "flapping" or transition in ("flapping", "settled")
 
 
 def public(alert: Alert) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator, cast
 import click
 import redis
 
+from schemas.alerts import SEVERITIES
 from schemas.codec import PAYLOAD_FIELD, encode_batch
 from schemas.events import AlertCommand, Batch
 from schemas.names import EVENTS_MAXLEN
@@ -31,13 +32,12 @@ from processors.contract import to_json
 CLI_COMPONENT = "pipepulse-cli"
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-SEVERITY_ORDER = {"critical": 0, "error": 1, "warning": 2}
 
 
 def duration_s(text: str) -> float:
     """"90", "90s", "15m", "2h", "1d" in seconds."""
     match = _DURATION.match(text.strip())
-    if match is None:
+    if match is None or float(match.group(1)) <= 0:
         raise click.BadParameter(f"{text!r} is not a duration such as 90s, 15m, 2h or 1d")
     return float(match.group(1)) * _UNITS[match.group(2)]
 
@@ -85,7 +85,8 @@ def active_table(active: list[dict[str, Any]]) -> str:
 
 
 def worst_first(alert: dict[str, Any]) -> tuple[int, float]:
-    return SEVERITY_ORDER.get(alert["severity"], 3), alert.get("fired_at_s") or alert.get("active_since_s") or 0.0
+    rank = -SEVERITIES.index(alert["severity"]) if alert["severity"] in SEVERITIES else 1  # critical first
+    return rank, alert.get("fired_at_s") or alert.get("active_since_s") or 0.0
 
 
 def _clock(at_s: float | None) -> str:
@@ -126,6 +127,8 @@ def silence(config: Config, matchers: tuple[str, ...], reason: str, for_: str, b
         if found is None:
             raise click.BadParameter(f"{matcher!r} is not label=value, label!=value, label=~regex or label!~regex")
         label, op, value = found.groups()
+        if label in parsed:
+            raise click.BadParameter(f"label {label!r} is matched twice: one matcher per label")
         if op in ("=~", "!~"):
             try:
                 re.compile(value)

@@ -84,6 +84,8 @@ class HealthScorer:
             own = [a for a in active if a.labels.get("component") == name]
             body = self.score(component_stats, component_processes, own)
             body["status"] = _status(document["components"][name], own, body["score"])
+            if body["status"] == "unknown":  # stale: no score at all, never one made of its last values or of "no data"
+                body.update(score=None, level="unknown")
             components[name] = body
         firing = len([a for a in active if a.is_firing])
         snapshot.update(at_s=now_s, components=components, active_alerts=len(active), firing_alerts=firing)
@@ -111,9 +113,9 @@ class HealthScorer:
 
 def _gist(snapshot: Mapping[str, Any]) -> tuple[Any, ...]:
     """What makes a snapshot worth sending between window closes: a whole point, a level, a status, an alert."""
-    statuses = tuple((name, body["status"], round(body["score"])) for name, body in sorted(snapshot["components"].items()))
+    statuses = tuple((name, body["status"], body["score"] if body["score"] is None else round(body["score"])) for name, body in sorted(snapshot["components"].items()))
     deductions = tuple((d["fingerprint"], d["severity"]) for d in snapshot["deductions"])
-    return round(snapshot["score"]), snapshot["level"], statuses, deductions
+    return round(snapshot["score"]), snapshot["level"], statuses, deductions, snapshot["active_alerts"]
 
 
 def _status(body: Mapping[str, Any], alerts: list[Alert], score: float) -> str:

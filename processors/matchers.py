@@ -34,9 +34,9 @@ def parse(matchers: Mapping[str, Any]) -> list[tuple[str, str, Any]] | None:
     return parsed if parsed else None
 
 
-def matches(matchers: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
-    parsed = parse(matchers)
-    if parsed is None:
+def matches(parsed: list[tuple[str, str, Any]], labels: Mapping[str, str]) -> bool:
+    """Whether labels satisfy every parsed matcher; an empty (unusable) set matches nothing."""
+    if not parsed:
         return False
     for label, op, operand in parsed:
         value = labels.get(label, "")

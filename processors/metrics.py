@@ -12,6 +12,9 @@ from typing import Any, Callable, Final, Iterator, Mapping
 from processors.stats import PIPELINE_FIELD as PIPELINE_SERIES
 
 Labels = dict[str, str]
+SERIES_LABELS: Final = ("component", "operation")  # what identifies a series, in this order
+# The metrics forecast for the pipeline and every component (what trend rules can watch).
+FORECAST_METRICS: Final = ("efficiency", "throughput_per_s", "latency_p99_ms", "rss_bytes", "error_rate")
 Reading = tuple[float | None, int]  # (value or None for "no data", samples behind it)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Final, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from schemas.events import TAG_COMMAND
 
@@ -25,7 +25,6 @@ from processors.health import HealthScorer, HealthSettings
 from processors.rules import Rule
 from processors.stats import StatsProcessor, StatsSettings
 
-FORECAST_METRICS: Final = ("efficiency", "throughput_per_s", "latency_p99_ms", "rss_bytes", "error_rate")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -44,7 +43,7 @@ class MonitorSettings:
         for rule in self.rules:
             if rule.kind == "trend":
                 thresholds.setdefault(rule.metric, set()).add((rule.threshold, rule.direction))
-            elif rule.kind == "threshold" and rule.metric in FORECAST_METRICS:
+            elif rule.kind == "threshold" and rule.metric in metrics.FORECAST_METRICS:
                 thresholds.setdefault(rule.metric, set()).add((rule.levels[0][1], rule.direction))
         return ForecastSettings(step_s=self.stats.window_s, thresholds={m: tuple(sorted(t)) for m, t in sorted(thresholds.items())})
 
@@ -96,8 +95,9 @@ class MonitorProcessor:
         f = columns.fields
         for row in zip(f["timestamp_s"], f["action"], f["target"], f["by"], f["reason"], f["expires_in_s"], f["matchers"]):
             timestamp_s, *command = row
-            # A command takes effect at stream time if it was sent from a clock running behind ours.
-            outputs += self.alerts.command(max(timestamp_s, self.stats.stream_time_s), *command)
+            # A command takes effect at stream time, where it stands in the log, whatever the sender's clock says.
+            now_s = self.stats.stream_time_s if math.isfinite(self.stats.stream_time_s) else timestamp_s
+            outputs += self.alerts.command(now_s, *command)
         return outputs
 
     # -- checkpoint: each stage's parts under its name
@@ -127,6 +127,6 @@ def _forecast_values(document: Mapping[str, Any]) -> dict[str, dict[str, float |
     values: dict[str, dict[str, float | None]] = {}
     for scope in ("pipeline", "component"):
         for labels, stats, processes in metrics.series(document, scope):
-            points = {m: metrics.reading(m, stats, processes)[0] for m in FORECAST_METRICS}
+            points = {m: metrics.reading(m, stats, processes)[0] for m in metrics.FORECAST_METRICS}
             values[metrics.series_name(labels)] = {m: v for m, v in points.items() if v is None or math.isfinite(v)}
     return values

@@ -17,6 +17,7 @@ from typing import Any, Final, Literal, Mapping
 from schemas.alerts import SEVERITIES, Severity
 
 from processors.errors import ProcessorError
+from processors.metrics import FORECAST_METRICS
 
 Kind = Literal["threshold", "degradation", "spike", "trend", "absence"]
 Scope = Literal["pipeline", "component", "operation"]
@@ -91,15 +92,15 @@ class Rule:
 def load_rules(user_file: Path | None = None) -> tuple[Rule, ...]:
     """The shipped defaults, overridden and extended by `user_file`."""
     shipped = resources.files("processors").joinpath("default_rules.toml").read_text()
-    merged: dict[str, dict[str, Any]] = {body["name"]: body for body in _rule_tables(shipped, "default_rules.toml")}
+    merged: dict[str, tuple[str, dict[str, Any]]] = {body["name"]: ("default_rules.toml", body) for body in _rule_tables(shipped, "default_rules.toml")}
     if user_file is not None:
         try:
             text = user_file.read_text()
         except OSError as exc:
             raise RuleError(f"cannot read rules file {user_file}: {exc}") from exc
         for body in _rule_tables(text, str(user_file)):
-            merged[body["name"]] = body
-    return tuple(parse_rule(body) for body in merged.values() if body.get("enabled", True) is not False)
+            merged[body["name"]] = (str(user_file), body)
+    return tuple(parse_rule(body, origin) for origin, body in merged.values() if body.get("enabled", True) is not False)
 
 
 def _rule_tables(text: str, origin: str) -> list[dict[str, Any]]:
@@ -116,15 +117,16 @@ def _rule_tables(text: str, origin: str) -> list[dict[str, Any]]:
 _FIELDS: Final = frozenset(Rule.__dataclass_fields__) | {"enabled"}
 
 
-def parse_rule(body: Mapping[str, Any]) -> Rule:
+def parse_rule(body: Mapping[str, Any], origin: str = "rules") -> Rule:
     name = body.get("name", "?")
 
     def fail(what: str) -> RuleError:
-        return RuleError(f"rule {name!r}: {what}")
+        return RuleError(f"{origin}: rule {name!r}: {what}")
 
     unknown = set(body) - _FIELDS
     if unknown:
         raise fail(f"unknown field(s) {sorted(unknown)}")
+    _check_types(body, fail)
     values = {k: v for k, v in body.items() if k != "enabled"}
     if values.get("kind") not in KINDS:
         raise fail(f"kind must be one of {KINDS}, got {values.get('kind')!r}")
@@ -144,8 +146,8 @@ def parse_rule(body: Mapping[str, Any]) -> Rule:
     for key in ("recovery", "for_s", "keep_firing_for_s", "escalate_after_s", "baseline_alpha", "factor", "min_delta", "threshold", "horizon_s"):
         if key in values:
             values[key] = _number(values[key], fail, key)
-    if isinstance(values.get("labels"), dict):
-        values["labels"] = {str(k): str(v) for k, v in values["labels"].items()}
+            if key not in ("recovery", "threshold") and values[key] < 0:
+                raise fail(f"{key} must not be negative")
     try:
         rule = Rule(**values)
     except TypeError as exc:
@@ -168,6 +170,30 @@ def _check_order(rule: Rule, fail: Any) -> None:
         raise fail(f"recovery {rule.recovery} lies past the first threshold {limits[0]}")
     if rule.kind == "trend" and rule.horizon_s <= 0:
         raise fail("a trend rule needs horizon_s > 0")
+    if rule.kind == "trend" and (rule.metric not in FORECAST_METRICS or rule.scope == "operation"):
+        raise fail(f"a trend rule watches a pipeline or component forecast of one of {FORECAST_METRICS}")
+    if rule.kind == "absence" and rule.scope != "component":
+        raise fail("an absence rule has component scope")
+    if rule.kind == "spike" and rule.direction != "above":
+        raise fail("a spike rule looks for a rise (direction 'above')")
+    if not 0 < rule.baseline_alpha <= 1 or rule.factor < 1:
+        raise fail("baseline_alpha must be in (0, 1] and factor at least 1")
+
+
+def _check_types(body: Mapping[str, Any], fail: Any) -> None:
+    """TOML is typed: a count given as text or a flag as a string is refused here, not at 3 a.m."""
+    for key in ("min_count", "baseline_min_windows"):
+        if key in body and (type(body[key]) is not int or body[key] < 0):
+            raise fail(f"{key} must be a whole number, at least 0")
+    for key in ("use_band", "enabled"):
+        if key in body and type(body[key]) is not bool:
+            raise fail(f"{key} must be true or false")
+    for key in ("message", "name"):
+        if key in body and type(body[key]) is not str:
+            raise fail(f"{key} must be text")
+    labels = body.get("labels", {})
+    if not isinstance(labels, dict) or not all(type(v) is str for v in labels.values()) or set(labels) & {"component", "operation", "alertname", "severity", "rule"}:
+        raise fail("labels must map names other than component, operation, alertname, severity and rule to text")
 
 
 def _number(value: object, fail: Any, key: str) -> float:

@@ -271,7 +271,7 @@ class StatsProcessor:
     def _forget(self, now_s: int, outputs: list[Output]) -> None:
         cutoff = now_s - self.settings.forget_after_s
         gone = frozenset(c for c, info in self._components.items() if info["last_seen_s"] < cutoff)
-        for component in gone:
+        for component in sorted(gone):
             del self._components[component]
             self._dirty.discard(("component", component))
             self._deleted.add(("component", component))

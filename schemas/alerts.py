@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar, Final, Literal, Mapping
+from dataclasses import asdict, dataclass
+from typing import ClassVar, Final, Literal, Mapping
 
 from schemas.errors import SchemaError
 
@@ -35,6 +35,8 @@ TRANSITIONS: Final = frozenset(
         "escalated",  # unacknowledged for too long, or worsened while acknowledged
     }
 )
+# The transitions that page someone (when `notify` is True); acks, silences and pending changes are recorded only.
+PAGING: Final = frozenset({"firing", "severity_changed", "resolved", "flapping", "settled", "escalated"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,8 +63,7 @@ class AlertEvent:
     ack_reason: str | None = None
     ack_until_s: float | None = None
     silenced_by: tuple[str, ...] = ()
-    notify: bool = True  # False while silenced or flapping: sinks record it but do not page anyone
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    notify: bool = True  # False while silenced, pending or flapping (but its reminders), and for non-paging transitions
 
     @property
     def component(self) -> str:

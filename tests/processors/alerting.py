@@ -31,7 +31,8 @@ def entries(series: Series, seconds: int, *, start: int = 0, seqs: dict[str, int
 
 
 def monitor(**settings: Any) -> MonitorProcessor:
-    return MonitorProcessor(MonitorSettings(rules=load_rules(), **settings))
+    """The monitor with the shipped rules, unless `rules=` says otherwise."""
+    return MonitorProcessor(MonitorSettings(**{"rules": load_rules(), **settings}))
 
 
 def run(series: Series, seconds: int, processor: MonitorProcessor | None = None, ledger: Ledger | None = None) -> list[Output]:

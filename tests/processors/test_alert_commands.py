@@ -123,3 +123,50 @@ def test_acks_and_silences_survive_a_restart() -> None:
 
 def run_all(log: list[Any]) -> list[Output]:
     return MonitorProcessor(MonitorSettings(rules=load_rules())).apply(items(log))
+
+
+def test_an_incremental_checkpoint_restores_every_timer_and_value() -> None:
+    """What the runtime commits after every read (take_changes) is enough to resume identically, cut anywhere."""
+    rules = tuple(dataclasses.replace(r, keep_firing_for_s=8.0, for_s=3.0) if r.name == "max_error_rate" else r for r in load_rules())
+    log = entries(script({0: 0.10, 6: 0.0, 25: 0.30, 28: 0.0, 31: 0.30, 45: 0.0}, {33: [command(T0 + 33.5, "ack", ERRORS, expires_in_s=5)]}), 70)
+    whole = MonitorProcessor(MonitorSettings(rules=rules)).apply(items(log, Ledger()))
+    assert {"firing", "resolved", "acked", "unacked"} <= {e["transition"] for e in alert_events(whole, "max_error_rate")}
+    for cut in (13, 29, 51, 60, 67, 77, 101, 120):
+        ledger, first, parts = Ledger(), MonitorProcessor(MonitorSettings(rules=rules)), {}
+        head = []
+        for entry in log[:cut]:
+            head += first.apply(items([entry], ledger))
+            written, deleted = first.take_changes()
+            parts.update(written)
+            for key in deleted:
+                parts.pop(key, None)
+        resumed = MonitorProcessor(MonitorSettings(rules=rules))
+        resumed.restore(parts)
+        assert head + resumed.apply(items(log[cut:], ledger)) == whole, cut
+
+
+def test_severity_does_not_flip_on_every_batch_near_a_level() -> None:
+    """24-26 % errors around the 25 % critical level: critical once, held until under 23 %."""
+    rates = {s: (0.26 if s % 2 else 0.24) for s in range(40)}
+    outputs = run(script(rates, {}), 40)
+    changes = [t for t in transitions(outputs, "max_error_rate") if t[1] == "severity_changed"]
+    assert len(changes) <= 1
+
+
+def test_a_removed_rule_resolves_its_alerts_after_a_restart() -> None:
+    log = entries(script({0: 0.10}, {}), 5)
+    first = MonitorProcessor(MonitorSettings(rules=load_rules()))
+    first.apply(items(log, Ledger()))
+    without = tuple(r for r in load_rules() if r.name != "max_error_rate")
+    second = MonitorProcessor(MonitorSettings(rules=without))
+    second.restore(first.snapshot())
+    outputs = second.apply(items(entries(script({0: 0.10}, {}), 2, start=5, seqs={"parser": 5})))
+    assert [e["transition"] for e in alert_events(outputs, "max_error_rate")] == ["resolved"]
+    assert latest_values(outputs, "alerts")[ERRORS] is None
+
+
+def test_worsening_while_acked_escalates_once_and_not_again_at_once() -> None:
+    processor = escalating_monitor(escalate_after_s=10)
+    outputs = processor.apply(items(entries(script({0: 0.10, 5: 0.60}, {1: [command(T0 + 1.5, "ack", ERRORS, expires_in_s=3600)]}), 16)))
+    escalations = [t for t in transitions(outputs, "max_error_rate") if t[1] == "escalated"]
+    assert escalations == [(7.995, "escalated", "critical")]  # the next one is due 10 s later, not in the same tick

@@ -77,6 +77,8 @@ def test_bad_alert_commands_are_refused_clearly(real_server: EmbeddedServer, tmp
         ("alerts", "silence", "-m", "component=~("): "missing ), unterminated subpattern",
         ("alerts", "silence", "-m", "a=b", "--for", "soon"): "is not a duration",
         ("alerts", "expire", "abc"): "no silence abc in force",
+        ("alerts", "silence", "-m", "component=~a.*", "-m", "component!=abc"): "matched twice",
+        ("alerts", "silence", "-m", "a=b", "--for", "0"): "is not a duration",
     }
     for args, complaint in cases.items():
         result = subprocess.run([*PIPEPULSE, *args], env=env, capture_output=True, text=True, timeout=60)

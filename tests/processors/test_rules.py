@@ -8,14 +8,16 @@ the second's end. Component rules are judged on every batch, at its newest event
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from processors.rules import RuleError, load_rules
+from processors.stats import StatsSettings
 
-from tests.processors.alerting import Series, alert_events, run, spread, transitions
+from tests.processors.alerting import Series, alert_events, monitor, run, spread, transitions
 from tests.processors.helpers import T0, count, lifecycle, op, system
 
 GB = 1024**3
@@ -131,7 +133,7 @@ CASES: dict[str, tuple[str, Series, int, list[tuple[float, str, str]]]] = {
         "efficiency_degradation",
         phases((0, lambda s: ops(s, n=30, hits=1)), (80, lambda s: {"parser": [op(T0 + s + (i + 0.5) / 30, hits=1, ok=i >= 6, error_type="E") for i in range(30)]})),
         115,
-        [(82.983, "pending", "warning"), (87.0, "severity_changed", "error"), (112.983, "firing", "error")],
+        [(82.983, "pending", "warning"), (112.983, "firing", "error")],  # a pending alert's severity moves silently (it paged no one)
     ),
     "steady efficiency stays quiet": ("efficiency_degradation", lambda s: ops(s, n=30, hits=1), 120, []),
     "no operations, no efficiency to degrade": ("efficiency_degradation", lambda s: with_sample(s, []), 120, []),
@@ -200,6 +202,13 @@ levels = { warning = 5.0 }
         ('kind = "threshold"\nmetric = "error_rate"\nlevels = { warning = 0.5 }\nmessage = "{nope}"', "does not format"),
         ('kind = "threshold"\nmetric = "error_rate"\nlevels = { warning = 0.5 }\nfor = 3', "unknown field"),
         ('kind = "trend"\nmetric = "rss_bytes"\nlevels = { warning = 60.0 }', "horizon_s"),
+        ('kind = "trend"\nmetric = "cpu_percent"\nthreshold = 90.0\nhorizon_s = 60.0\nlevels = { warning = 60.0 }', "watches a pipeline or component forecast"),
+        ('kind = "absence"\nscope = "operation"\nlevels = { critical = 0.0 }', "component scope"),
+        ('kind = "threshold"\nmetric = "error_rate"\nlevels = { warning = 0.5 }\nmin_count = "50"', "min_count must be a whole number"),
+        ('kind = "trend"\nmetric = "rss_bytes"\nthreshold = 1.0\nhorizon_s = 60.0\nlevels = { warning = 60.0 }\nuse_band = "no"', "use_band must be true or false"),
+        ('kind = "threshold"\nmetric = "error_rate"\nlevels = { warning = 0.5 }\nmessage = 5', "message must be text"),
+        ('kind = "threshold"\nmetric = "error_rate"\nlevels = { warning = 0.5 }\nfor_s = -1', "for_s must not be negative"),
+        ('kind = "threshold"\nmetric = "error_rate"\nlevels = { warning = 0.5 }\nlabels = { component = "x" }', "labels must map names other than"),
     ],
 )
 def test_a_bad_rule_is_refused_with_its_name_and_field(tmp_path: Path, body: str, complaint: str) -> None:
@@ -207,6 +216,19 @@ def test_a_bad_rule_is_refused_with_its_name_and_field(tmp_path: Path, body: str
     path.write_text(f'[[rules]]\nname = "mine"\n{body}\n')
     with pytest.raises(RuleError, match=f"'mine'.*{complaint}"):
         load_rules(path)
+
+
+def test_a_bad_rule_in_a_user_file_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "team.toml"
+    path.write_text('[[rules]]\nname = "mine"\nkind = "threshold"\nmetric = "error_rate"\nlevels = { warning = 0.5 }\nmin_count = "50"\n')
+    with pytest.raises(RuleError, match=f"{path}: rule 'mine'"):
+        load_rules(path)
+
+
+def test_rule_labels_travel_with_the_alert() -> None:
+    rules = tuple(dataclasses.replace(r, labels={"team": "search"}) if r.name == "max_error_rate" else r for r in load_rules())
+    (event,) = alert_events(run(errors_at(0.10), 2, monitor(rules=rules)), "max_error_rate")
+    assert event["labels"] == {"component": "parser", "team": "search"}
 
 
 def test_a_broken_file_names_itself(tmp_path: Path) -> None:
@@ -233,3 +255,13 @@ def test_a_degradation_that_ends_resolves_and_says_how_far_from_its_baseline() -
     assert [e["transition"] for e in events] == ["pending", "firing", "resolved"]
     assert events[-1]["at_s"] - T0 == 124.0  # the first tick whose window (115..124) is all back at baseline
     assert "0% above its baseline" in events[-1]["message"] and "10.0 ms" in events[-1]["message"]
+
+
+def test_a_spike_from_a_clean_baseline_fires() -> None:
+    # 4 % errors against a 0 % baseline: past the 2-point minimum at the tick whose window holds five seconds of it in nine
+    assert transitions(run(phases((0, errors_at(0.0)), (80, errors_at(0.04))), 88), "error_rate_spike") == [(85.0, "firing", "warning")]
+
+
+def test_an_absent_component_stays_absent_when_its_statistics_are_forgotten() -> None:
+    outputs = run(phases((0, lambda s: ops(s)), (5, silent)), 120, monitor(stats=StatsSettings(forget_after_s=40.0)))
+    assert [t[1] for t in transitions(outputs, "component_absent")] == ["firing"]
