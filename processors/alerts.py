@@ -320,8 +320,8 @@ class AlertEvaluator:
             outputs.append(StreamOutput("alerts", event.to_fields()))
         self._dirty.update((("a", alert.fingerprint), ("n",)))
         outputs.append(LatestOutput("alerts", alert.fingerprint, to_json(public(alert)) if alert.is_active else None))
-        if happened and happened[-1] == "dropped":
-            self._forget(alert.fingerprint)
+        if happened and happened[-1] == "dropped" and not alert.changes:
+            self._forget(alert.fingerprint)  # one with recent fire/resolve changes stays, resolved, for flap detection
         return outputs
 
     def _forget(self, fp: str) -> None:

@@ -65,7 +65,7 @@ def test_nothing_fires_before_it_was_pending_for_its_for(deltas: list[tuple[floa
 
 
 LEGAL = {  # state before -> transitions allowed from it (one alert per fingerprint: a path through this graph)
-    "inactive": {"pending", "firing"},
+    "inactive": {"pending", "firing", "flapping"},  # flapping: a dropped pending alert keeps its recent fire/resolve history
     "pending": {"firing", "dropped", "severity_changed"},
     "firing": {"resolved", "severity_changed", "flapping", "escalated", "acked", "unacked"},
     "flapping": {"flapping", "settled", "severity_changed", "escalated"},
