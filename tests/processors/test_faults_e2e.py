@@ -143,9 +143,12 @@ def test_faults_fire_the_right_alerts_drop_the_health_warn_by_forecast_and_resol
 
         wait_until(lambda: not client.hlen(f"{prefix}:latest:alerts"), timeout_s=30, what="no active alert left")
         wait_until(lambda: health()["level"] == "excellent", timeout_s=30, what="the health to recover")
-        sent = [(p["status"], p["alerts"][0]["labels"]["alertname"]) for p in Receiver.payloads]
-        assert ("firing", "max_error_rate") in sent and ("resolved", "max_error_rate") in sent
-        assert ("firing", "component_absent") in sent and ("resolved", "component_absent") in sent
+
+        def delivered() -> bool:  # the forwarder is its own process: its posts trail the alert stream a little
+            sent = {(p["status"], p["alerts"][0]["labels"]["alertname"]) for p in list(Receiver.payloads)}
+            return {("firing", "max_error_rate"), ("resolved", "max_error_rate"), ("firing", "component_absent"), ("resolved", "component_absent")} <= sent
+
+        wait_until(delivered, timeout_s=20, what="the webhooks of the error-rate and absence alerts, firing and resolved")
     finally:
         pipeline.close()
         run.send_signal(signal.SIGTERM)
