@@ -96,7 +96,7 @@ def tail_command(config: Config, short: str, from_start: bool, count: int | None
 @click.option("--demo-rate", type=float, default=200.0, show_default=True, help="Demo operations per second per component.")
 @click.option("--rules", "rules_file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Alert rules (TOML) over the shipped defaults; default PIPEPULSE_RULES_FILE.")
 @click.option("--alert-webhook", default=None, help="Post alerts to this URL as Alertmanager webhooks; default PIPEPULSE_ALERT_WEBHOOK_URL.")
-@click.option("--log-alerts/--no-log-alerts", default=True, show_default=True, help="Log every paging alert event in this output.")
+@click.option("--log-alerts/--no-log-alerts", default=True, show_default=True, help="Log every alert event, one line each, in this output.")
 @click.pass_obj
 def run(config: Config, demo: bool, demo_rate: float, rules_file: Path | None, alert_webhook: str | None, log_alerts: bool) -> None:
     """Run every processor (and the ticker) until Ctrl-C or SIGTERM; a second `run` waits as a hot standby."""
