@@ -58,7 +58,7 @@ def alerts() -> None:
 def list_alerts(config: Config, recent: int, as_json: bool) -> None:
     """Active alerts (worst first), silences in force, and the latest transitions."""
     names = config.names
-    with server_url(config) as url, _reading(url) as client:
+    with server_url(config) as url, reading(url) as client:
         active = sorted((json.loads(v) for v in client.hvals(names.latest("alerts"))), key=worst_first)
         silences: dict[str, Any] = {str(k): json.loads(v) for k, v in client.hgetall(names.latest("silences")).items()}
         entries = cast(list[tuple[str, dict[str, str]]], client.xrevrange(names.stream("alerts"), count=recent) if recent > 0 else [])
@@ -68,11 +68,11 @@ def list_alerts(config: Config, recent: int, as_json: bool) -> None:
         return
     click.echo(active_table(active) if active else "no active alerts")
     for silence_id, body in sorted(silences.items()):
-        click.echo(f"silence {silence_id}: {body['matchers']} until {_clock(body['until_s'])} by {body['by'] or '?'}: {body['reason']}")
+        click.echo(f"silence {silence_id}: {body['matchers']} until {clock_text(body['until_s'])} by {body['by'] or '?'}: {body['reason']}")
     if history:
         click.echo("recent:")
         for event in history:
-            click.echo(f"  {_clock(event['at_s'])}  {event['transition']:<16} {event['severity']:<8} {event['fingerprint']}  {event['message']}")
+            click.echo(f"  {clock_text(event['at_s'])}  {event['transition']:<16} {event['severity']:<8} {event['fingerprint']}  {event['message']}")
 
 
 def active_table(active: list[dict[str, Any]]) -> str:
@@ -80,7 +80,7 @@ def active_table(active: list[dict[str, Any]]) -> str:
     for alert in active:
         flags = [f for f, on in (("acked", alert.get("acked_by")), ("silenced", alert.get("silenced_by")), (f"escalated x{alert.get('escalation')}", alert.get("escalation"))) if on]
         since = alert.get("fired_at_s") or alert.get("active_since_s")
-        lines.append(f"{alert['severity'].upper():<8} {alert['state']:<8} {alert['fingerprint']}  {alert['rule']:<28} since {_clock(since)}  {alert['message']} {' '.join(f'[{f}]' for f in flags)}".rstrip())
+        lines.append(f"{alert['severity'].upper():<8} {alert['state']:<8} {alert['fingerprint']}  {alert['rule']:<28} since {clock_text(since)}  {alert['message']} {' '.join(f'[{f}]' for f in flags)}".rstrip())
     return "\n".join(lines)
 
 
@@ -89,7 +89,7 @@ def worst_first(alert: dict[str, Any]) -> tuple[int, float]:
     return rank, alert.get("fired_at_s") or alert.get("active_since_s") or 0.0
 
 
-def _clock(at_s: float | None) -> str:
+def clock_text(at_s: float | None) -> str:
     return "-" if at_s is None else time.strftime("%H:%M:%S", time.gmtime(at_s))
 
 
@@ -139,8 +139,8 @@ def silence(config: Config, matchers: tuple[str, ...], reason: str, for_: str, b
         raise click.BadParameter(f"matchers {parsed} cannot be used (each at most {label_matchers.MAX_MATCHER_CHARS} characters)")
     silence_id = uuid.uuid4().hex[:12]
     with server_url(config) as url:
-        _send(url, config, AlertCommand(timestamp_s=time.time(), component=CLI_COMPONENT, action="silence", target=silence_id, by=_who(by), reason=reason, expires_in_s=duration_s(for_), matchers=parsed))
-        applied = _await(url, lambda client: client.hexists(config.names.latest("silences"), silence_id))
+        _send(url, config, AlertCommand(timestamp_s=time.time(), component=CLI_COMPONENT, action="silence", target=silence_id, by=who(by), reason=reason, expires_in_s=duration_s(for_), matchers=parsed))
+        applied = await_condition(url, lambda client: client.hexists(config.names.latest("silences"), silence_id))
     click.echo(f"silence {silence_id} {'in force' if applied else 'sent (not applied yet: is pipepulse run running?)'}; end it early with: pipepulse alerts expire {silence_id}")
 
 
@@ -150,41 +150,41 @@ def silence(config: Config, matchers: tuple[str, ...], reason: str, for_: str, b
 def expire(config: Config, silence_id: str) -> None:
     """End a silence before its expiry."""
     with server_url(config) as url:
-        with _reading(url) as client:
+        with reading(url) as client:
             if not client.hexists(config.names.latest("silences"), silence_id):
                 raise click.ClickException(f"no silence {silence_id} in force (see pipepulse alerts list)")
         _send(url, config, AlertCommand(timestamp_s=time.time(), component=CLI_COMPONENT, action="expire_silence", target=silence_id))
-        applied = _await(url, lambda client: not client.hexists(config.names.latest("silences"), silence_id))
+        applied = await_condition(url, lambda client: not client.hexists(config.names.latest("silences"), silence_id))
     click.echo(f"silence {silence_id} {'ended' if applied else 'expiry sent (not applied yet)'}")
 
 
 def _alert_command(config: Config, action: str, fingerprint: str, by: str | None, reason: str, expires_in_s: float, done: Callable[[dict[str, Any] | None], bool]) -> None:
     table = config.names.latest("alerts")
     with server_url(config) as url:
-        with _reading(url) as client:
+        with reading(url) as client:
             matches = [str(fp) for fp in client.hkeys(table) if str(fp).startswith(fingerprint)]
         if len(matches) != 1:
             raise click.ClickException(f"{fingerprint!r} matches {len(matches)} active alerts (see pipepulse alerts list)")
         (target,) = matches
-        _send(url, config, AlertCommand(timestamp_s=time.time(), component=CLI_COMPONENT, action=action, target=target, by=_who(by), reason=reason, expires_in_s=expires_in_s))  # type: ignore[arg-type]
-        applied = _await(url, lambda client: done(json.loads(client.hget(table, target) or "null")))
+        _send(url, config, AlertCommand(timestamp_s=time.time(), component=CLI_COMPONENT, action=action, target=target, by=who(by), reason=reason, expires_in_s=expires_in_s))  # type: ignore[arg-type]
+        applied = await_condition(url, lambda client: done(json.loads(client.hget(table, target) or "null")))
     click.echo(f"{action} {target}: {'applied' if applied else 'sent (not applied yet: is pipepulse run running?)'}")
 
 
-def _who(by: str | None) -> str:
+def who(by: str | None) -> str:
     return by or os.environ.get("USER") or "unknown"
 
 
 def _send(url: str, config: Config, command: AlertCommand) -> None:
     """One batch from a one-off producer (seq 0), appended to the event log like any emitter's."""
     batch = Batch(producer_id=f"cli-{uuid.uuid4().hex}", seq=0, sent_at_s=command.timestamp_s, component=CLI_COMPONENT, pid=os.getpid(), host=socket.gethostname(), dropped_total=0, invalid_total=0, events=(command,))
-    with _reading(url) as client:
+    with reading(url) as client:
         client.xadd(config.names.events, {PAYLOAD_FIELD: encode_batch(batch)}, maxlen=EVENTS_MAXLEN, approximate=True)
 
 
-def _await(url: str, condition: Callable[[redis.Redis], Any], timeout_s: float = 5.0) -> bool:
+def await_condition(url: str, condition: Callable[[redis.Redis], Any], timeout_s: float = 5.0) -> bool:
     deadline = time.monotonic() + timeout_s
-    with _reading(url) as client:
+    with reading(url) as client:
         while time.monotonic() < deadline:
             if condition(client):
                 return True
@@ -193,7 +193,7 @@ def _await(url: str, condition: Callable[[redis.Redis], Any], timeout_s: float =
 
 
 @contextlib.contextmanager
-def _reading(url: str) -> Iterator[redis.Redis]:
+def reading(url: str) -> Iterator[redis.Redis]:
     """A short-lived client whose Redis errors become one clear CLI error."""
     client = _client(url)
     try:

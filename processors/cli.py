@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from types import FrameType
@@ -17,15 +16,19 @@ from types import FrameType
 import click
 import redis
 
+from schemas.control import DEMO_FAULTS, MODES
 from schemas.names import DERIVED_STREAMS, Names
 
 from processors import alerts_cli
+from processors.alerts_cli import duration_s, reading
 from processors.config import Config
 from processors.connect import embedded, server_url
 from processors.contract import Processor, to_json
 from processors.errors import ProcessorError
 from processors.replay import replay as replay_log
+from processors.optimizer_cli import ensure_optimizer_groups, optimizer
 from processors.runtime import Ticker, Worker, ensure_group, runtime_report, tune_gc
+from processors.service import serve, stop_on_signals
 from processors.monitor import MonitorProcessor
 from processors.rules import RuleError
 from processors.status import health_summary
@@ -92,57 +95,92 @@ def tail_command(config: Config, short: str, from_start: bool, count: int | None
 
 
 @cli.command()
-@click.option("--demo", is_flag=True, help="Also run a small simulated pipeline that emits events (python -m emitters.demo).")
-@click.option("--demo-rate", type=float, default=200.0, show_default=True, help="Demo operations per second per component.")
+@click.option("--demo", is_flag=True, help="Also run the demo call-detection pipeline over the standard library (python -m emitters.demo).")
 @click.option("--rules", "rules_file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Alert rules (TOML) over the shipped defaults; default PIPEPULSE_RULES_FILE.")
 @click.option("--alert-webhook", default=None, help="Post alerts to this URL as Alertmanager webhooks; default PIPEPULSE_ALERT_WEBHOOK_URL.")
 @click.option("--log-alerts/--no-log-alerts", default=True, show_default=True, help="Log every alert event, one line each, in this output.")
+@click.option("--optimizer/--no-optimizer", "with_optimizer", default=True, show_default=True, help="Also run the optimizer (pipepulse optimizer) as its own process.")
+@click.option("--optimizer-mode", type=click.Choice(MODES), default=None, help="Switch the optimizer to this mode at start (default PIPEPULSE_OPTIMIZER_MODE).")
 @click.pass_obj
-def run(config: Config, demo: bool, demo_rate: float, rules_file: Path | None, alert_webhook: str | None, log_alerts: bool) -> None:
-    """Run every processor (and the ticker) until Ctrl-C or SIGTERM; a second `run` waits as a hot standby."""
+def run(config: Config, demo: bool, rules_file: Path | None, alert_webhook: str | None, log_alerts: bool, with_optimizer: bool, optimizer_mode: str | None) -> None:
+    """Run every processor, the ticker and the optimizer until Ctrl-C or SIGTERM; a second `run` waits as a hot standby."""
+    config = dataclasses.replace(
+        config, rules_file=rules_file or config.rules_file, alert_webhook_url=alert_webhook or config.alert_webhook_url, optimizer_mode=optimizer_mode or config.optimizer_mode
+    )
+    serve_all(config, log_alerts=log_alerts, with_optimizer=with_optimizer, pipeline=["--churn-per-s", "20"] if demo else None)
+
+
+@cli.command()
+@click.option("--source", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None, help="Python source tree to watch (default: the standard library).")
+@click.option("--concurrency", type=click.IntRange(1, 64), default=2, show_default=True, help="Extractor processes to start with (the optimizer may change it).")
+@click.option("--cache-size", type=click.IntRange(16), default=256, show_default=True, help="Breadcrumb cache entries to start with.")
+@click.option("--churn-per-s", type=click.FloatRange(0), default=20.0, show_default=True, help="Files edited per second in the pipeline's working copy.")
+@click.option("--fault", "faults", type=click.Choice(DEMO_FAULTS), multiple=True, help="Inject a fault from the start (repeatable); later: pipepulse fault KIND.")
+@click.option("--fault-for", default="2m", show_default=True, help="How long a --fault lasts.")
+@click.option("--optimizer-mode", type=click.Choice(MODES), default=None, help="Switch the optimizer to this mode at start.")
+@click.pass_obj
+def demo(config: Config, source: Path | None, concurrency: int, cache_size: int, churn_per_s: float, faults: tuple[str, ...], fault_for: str, optimizer_mode: str | None) -> None:
+    """Everything on the embedded default: server, monitor, optimizer, alert log, and a real call-detection pipeline to watch."""
+    arguments = ["--concurrency", str(concurrency), "--cache-size", str(cache_size), "--churn-per-s", str(churn_per_s)]
+    if source is not None:
+        arguments += ["--source", str(source)]
+    config = dataclasses.replace(config, optimizer_mode=optimizer_mode or config.optimizer_mode)
+    if faults:
+        until_s = time.time() + duration_s(fault_for)
+        with server_url(config) as url, reading(url) as client:
+            client.hset(config.names.demo_faults, mapping=dict.fromkeys(faults, until_s))
+    click.echo("in another terminal: pipepulse status | pipepulse alerts list | pipepulse optimizer status | pipepulse fault throttle --for 2m")
+    serve_all(config, log_alerts=True, with_optimizer=True, pipeline=arguments)
+
+
+@cli.command()
+@click.argument("kind", type=click.Choice([*DEMO_FAULTS, "clear"]))
+@click.option("--for", "for_", default="2m", show_default=True, help="How long the fault lasts (90s, 15m, 2h).")
+@click.pass_obj
+def fault(config: Config, kind: str, for_: str) -> None:
+    """Inject a fault into the running demo pipeline (or clear them all) to watch alerts, health and the optimizer react."""
+    until_s = time.time() + duration_s(for_)
+    with server_url(config) as url, reading(url) as client:
+        if kind == "clear":
+            client.delete(config.names.demo_faults)
+            click.echo("faults cleared")
+            return
+        client.hset(config.names.demo_faults, kind, until_s)
+    click.echo(f"fault {kind} injected for {for_}; watch: pipepulse status, pipepulse optimizer status")
+
+
+def serve_all(config: Config, *, log_alerts: bool, with_optimizer: bool, pipeline: list[str] | None) -> None:
+    """The processors and ticker in threads; the alert forwarder, the optimizer and the demo pipeline as processes."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = dataclasses.replace(config, rules_file=rules_file or config.rules_file, alert_webhook_url=alert_webhook or config.alert_webhook_url)
     processors = all_processors(config)  # rules are checked before anything starts
     tune_gc()
-    stop = threading.Event()
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()  # each worker finishes and commits the batch in hand
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    stop = stop_on_signals()
     with server_url(config) as url:
         names = config.names
         settings = config.runtime_settings
-        runners: list[Ticker | Worker] = [
-            Ticker(url=url, names=names, settings=settings),
-            *(Worker(url=url, names=names, processor=p, settings=settings) for p in processors),
-        ]
-        if config.alert_webhook_url or log_alerts:
-            # The forwarder's group exists before any alert can fire, so it misses none however slowly it starts.
+        runners: list[Ticker | Worker] = [Ticker(url=url, names=names, settings=settings), *(Worker(url=url, names=names, processor=p, settings=settings) for p in processors)]
+        forward = bool(config.alert_webhook_url or log_alerts)
+        # The consumers' groups exist before any alert or advice is written, so they miss none however slowly they start.
+        if forward:
             with redis.Redis.from_url(url, socket_timeout=5) as client:
                 ensure_group(client, names.stream("alerts"), names.group(FORWARDER_GROUP), start_id="$")
-        threads = [threading.Thread(target=r.run, args=(stop,), name=type(r).__name__) for r in runners]
-        for thread in threads:
-            thread.start()
+        if with_optimizer:
+            ensure_optimizer_groups(config.optimizer_redis_url or url, names)
         click.echo(f"pipepulse running on {url} (state in {config.state_dir})")
         click.echo(f"events: {names.events}; statistics: {names.stream('stats')} and {names.latest('stats')}; dead letters: {names.dead}")
         click.echo(f"alerts: {names.stream('alerts')} (active set {names.latest('alerts')}); health: {names.latest('health')}")
-        click.echo("see the numbers with: pipepulse status   (alerts: pipepulse alerts list)")
-        children = [_start_demo(url, config, demo_rate)] if demo else []
-        if config.alert_webhook_url or log_alerts:
-            children.append(_start_alert_forwarder(url, config, log_alerts))
-        try:
-            while not stop.wait(0.5):
-                if any(not t.is_alive() for t in threads):
-                    raise click.ClickException("a processor thread stopped unexpectedly; see the log above")
-        finally:
-            stop.set()
-            for child in children:
-                child.terminate()
-                child.wait()
-            for thread in threads:
-                thread.join()
+        click.echo(f"recommendations: {names.stream('recommendations')}; optimizer decisions: {names.stream('actions')}")
+        click.echo("see the numbers with: pipepulse status   (alerts: pipepulse alerts list; optimizer: pipepulse optimizer status)")
+
+        def children() -> list[subprocess.Popen[bytes]]:
+            started = [_start_alert_forwarder(url, config, log_alerts)] if forward else []
+            if with_optimizer:
+                started.append(_start_optimizer(url, config))
+            if pipeline is not None:
+                started.append(_start_pipeline(url, config, pipeline))
+            return started
+
+        serve(stop, runners, children)
 
 
 def all_processors(config: Config) -> list[Processor]:
@@ -157,9 +195,17 @@ def _child_env(url: str, config: Config) -> dict[str, str]:
     return {**os.environ, "PIPEPULSE_REDIS_URL": url, "PIPEPULSE_PREFIX": config.prefix}
 
 
-def _start_demo(url: str, config: Config, rate: float) -> subprocess.Popen[bytes]:
-    click.echo(f"demo pipeline emitting {rate:g} operations/s per component")
-    return subprocess.Popen([sys.executable, "-m", "emitters.demo", "--rate", str(rate)], env=_child_env(url, config))
+def _start_pipeline(url: str, config: Config, arguments: list[str]) -> subprocess.Popen[bytes]:
+    click.echo("demo pipeline: detecting function calls in " + (arguments[arguments.index("--source") + 1] if "--source" in arguments else "the standard library"))
+    return subprocess.Popen([sys.executable, "-m", "emitters.demo", *arguments], env=_child_env(url, config))
+
+
+def _start_optimizer(url: str, config: Config) -> subprocess.Popen[bytes]:
+    """Its own process, with its own credentials when PIPEPULSE_OPTIMIZER_REDIS_URL is set: it alone writes control settings."""
+    command = [sys.executable, "-m", "processors", "optimizer"]
+    if config.optimizer_mode:
+        command += ["--mode", config.optimizer_mode]
+    return subprocess.Popen(command, env=_child_env(url, config))
 
 
 def _start_alert_forwarder(url: str, config: Config, log_alerts: bool) -> subprocess.Popen[bytes]:
@@ -232,6 +278,7 @@ def replay(config: Config, into_prefix: str | None, decode_workers: int | None) 
 
 
 cli.add_command(alerts_cli.alerts)
+cli.add_command(optimizer)
 
 
 def main() -> None:

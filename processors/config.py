@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Mapping, TypeVar
 
 from schemas import DEFAULT_PREFIX, Names
+from schemas.control import MODES
 
 from processors.embedded import default_state_dir
 from processors.errors import ConfigError
@@ -36,6 +37,8 @@ class Config:
     lease_ttl_s: float = 5.0
     rules_file: Path | None = None
     alert_webhook_url: str | None = None
+    optimizer_redis_url: str | None = None  # the optimizer's own credentials (it alone may write control settings)
+    optimizer_mode: str | None = None  # None: keep the mode the optimizer had (enabled when new)
 
     @property
     def names(self) -> Names:
@@ -84,7 +87,15 @@ class Config:
             lease_ttl_s=_number(env, "PIPEPULSE_LEASE_TTL_S", float, 5.0, minimum=0.1),
             rules_file=Path(env["PIPEPULSE_RULES_FILE"]) if env.get("PIPEPULSE_RULES_FILE") else None,
             alert_webhook_url=env.get("PIPEPULSE_ALERT_WEBHOOK_URL") or None,
+            optimizer_redis_url=env.get("PIPEPULSE_OPTIMIZER_REDIS_URL") or None,
+            optimizer_mode=_mode(env.get("PIPEPULSE_OPTIMIZER_MODE") or None),
         )
+
+
+def _mode(text: str | None) -> str | None:
+    if text is not None and text not in MODES:
+        raise ConfigError(f"PIPEPULSE_OPTIMIZER_MODE={text!r} must be one of {', '.join(MODES)}")
+    return text
 
 
 def _number(env: Mapping[str, str], variable: str, kind: type[T], default: T, minimum: float = 0.0) -> T:

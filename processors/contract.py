@@ -35,7 +35,16 @@ class BatchItem:
     missing_batches: int
 
 
-Item = Union[Tick, BatchItem]
+@dataclass(frozen=True, slots=True)
+class RecordItem:
+    """An entry of a derived or command stream (its short name, as in `schemas.names`), fields as text."""
+
+    stream: str
+    entry_id: str
+    fields: Mapping[str, str]
+
+
+Item = Union[Tick, BatchItem, RecordItem]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +64,16 @@ class LatestOutput:
     value: str | None
 
 
-Output = Union[StreamOutput, LatestOutput]
+@dataclass(frozen=True, slots=True)
+class ControlOutput:
+    """A control setting for a component (`{prefix}:control:{component}`); only the optimizer emits these."""
+
+    component: str
+    setting: str
+    value: str
+
+
+Output = Union[StreamOutput, LatestOutput, ControlOutput]
 
 
 class Processor(Protocol):

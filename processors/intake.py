@@ -14,7 +14,7 @@ from schemas.checks import Limits
 from schemas.codec import PAYLOAD_FIELD, TICK_FIELD, DecodedColumns, decode_columns, unpack_tick
 from schemas.errors import RejectedEntry
 
-from processors.contract import BatchItem, Item, Tick
+from processors.contract import BatchItem, Item, RecordItem, Tick
 from processors.ledger import Ledger
 
 Entry = tuple[bytes, Union[Mapping[bytes, bytes], None]]
@@ -89,3 +89,23 @@ def admit(decoded: Sequence[tuple[bytes, Decoded]], ledger: Ledger) -> Prepared:
 def prepare(entries: Sequence[Entry], ledger: Ledger, limits: Limits) -> Prepared:
     """Decode and admit in one step: what a worker does with each read."""
     return admit(decode_entries(entries, limits), ledger)
+
+
+def prepare_records(stream: str, entries: Sequence[Entry], ledger: Ledger) -> Prepared:
+    """Entries of a derived or command stream as RecordItems (the processor validates their records)."""
+    prepared = Prepared()
+    short = stream.rsplit(":", 1)[-1]
+    for entry_id, fields in entries:
+        prepared.ack_ids.append(entry_id)
+        ledger.count("entries_total")
+        if not fields:
+            ledger.count("trimmed_entries_total")
+            continue
+        try:
+            text = {k.decode(): v.decode() for k, v in fields.items()}
+        except UnicodeDecodeError as exc:
+            prepared.dead.append({"reason": "wrong_type", "detail": f"{short} entry is not UTF-8 text: {exc}", "entry_id": entry_id.decode(), "stream": stream})
+            continue
+        prepared.items.append(RecordItem(short, entry_id.decode(), text))
+    ledger.count("dead_letters_total", len(prepared.dead))
+    return prepared

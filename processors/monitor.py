@@ -1,4 +1,4 @@
-"""The monitor: statistics, alerts, forecasts and health as one processor with one checkpoint.
+"""The monitor: statistics, alerts, forecasts, health and recommendations as one processor with one checkpoint.
 
 The judging stages read the statistics in memory, as they are folded, rather
 than from Redis: alert rules are evaluated on every batch (the batch's
@@ -22,6 +22,7 @@ from processors.alerts import AlertEvaluator, AlertSettings
 from processors.contract import BatchItem, Item, Output, PartKey, Parts, StreamOutput
 from processors.forecaster import Forecaster, ForecastSettings
 from processors.health import HealthScorer, HealthSettings
+from processors.recommend import Recommender, RecommenderSettings
 from processors.rules import Rule
 from processors.stats import StatsProcessor, StatsSettings
 
@@ -34,6 +35,7 @@ class MonitorSettings:
     policy: Policy = field(default_factory=Policy)
     health: HealthSettings = field(default_factory=HealthSettings)
     forecast: ForecastSettings | None = None  # None: derived from the rules (their thresholds) and the window
+    recommend: RecommenderSettings = field(default_factory=RecommenderSettings)
 
     def forecast_settings(self) -> ForecastSettings:
         """Forecasts report the time to every threshold a trend rule watches, and to the first level of each static rule."""
@@ -57,9 +59,10 @@ class MonitorProcessor:
         self.alerts = AlertEvaluator(AlertSettings(rules=settings.rules, policy=settings.policy))
         self.forecasts = Forecaster(settings.forecast_settings())
         self.health = HealthScorer(settings.health)
+        self.recommender = Recommender(settings.recommend)
         # Rules judged per batch: the 10 s window, per component (operation and pipeline rules wait for the tick).
         self._judges_batches = any(r.window == "10s" and r.scope == "component" for r in settings.rules)
-        self._stages: dict[str, Any] = {"stats": self.stats, "alerts": self.alerts, "forecasts": self.forecasts, "health": self.health}
+        self._stages: dict[str, Any] = {"stats": self.stats, "alerts": self.alerts, "forecasts": self.forecasts, "health": self.health, "recommend": self.recommender}
 
     def apply(self, items: Sequence[Item]) -> list[Output]:
         outputs: list[Output] = []
@@ -81,6 +84,7 @@ class MonitorProcessor:
                 else:
                     judged += self.alerts.evaluate(now_s, document, self.forecasts.latest)
                     outputs += self.health.assess(now_s, document["10s"], self.alerts.active(), force=closed)
+                    outputs += self.recommender.assess(now_s, document["10s"], self.alerts.active())
             outputs += judged
             if isinstance(item, BatchItem) and any(isinstance(o, StreamOutput) and o.stream == "alerts" for o in judged):
                 # The alert list changed between ticks: the health snapshot follows at once, so the two never disagree.

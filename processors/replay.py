@@ -25,7 +25,7 @@ from processors.intake import Decoded, Entry, admit, decode_entries
 from processors.runtime import clear_derived, read_derived, read_log, tune_gc, write_outputs
 
 # The derived streams a replay rebuilds and compares, with the fields that identify an entry in each.
-COMPARED_STREAMS: dict[str, tuple[str, ...]] = {"stats": ("window", "end_s"), "stats_1m": ("window", "end_s"), "alerts": ("id",), "health": ("at_s",), "forecasts": ("end_s",)}
+COMPARED_STREAMS: dict[str, tuple[str, ...]] = {"stats": ("window", "end_s"), "stats_1m": ("window", "end_s"), "alerts": ("id",), "health": ("at_s",), "forecasts": ("end_s",), "recommendations": ("id",)}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -28,8 +28,8 @@ from schemas.checks import Limits
 from schemas.codec import TICK_FIELD, pack, unpack
 from schemas.names import DEAD_MAXLEN, DERIVED_STREAMS, EVENTS_MAXLEN, LATEST_TABLES, Names
 
-from processors.contract import BatchItem, Output, Parts, Processor, StreamOutput, to_json
-from processors.intake import Entry, Prepared, prepare
+from processors.contract import BatchItem, ControlOutput, Output, Parts, Processor, StreamOutput, to_json
+from processors.intake import Entry, Prepared, prepare, prepare_records
 from processors.errors import ProcessorError
 from processors.ledger import COUNTERS_PART, Ledger
 
@@ -39,6 +39,7 @@ CONSUMER = "active"  # one active instance per processor (the lease), so one con
 LEDGER_PART = "l"
 PROCESSOR_PART = "p"
 Stage = Callable[[str], None]
+Reads = Sequence[tuple[str, Prepared]]  # one read's prepared entries, per stream
 
 
 class LeaseLost(ProcessorError):
@@ -57,6 +58,25 @@ class RuntimeSettings:
     backoff_max_s: float = 5.0
     metrics_interval_s: float = 1.0
     limits: Limits = field(default_factory=Limits)
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """The streams a worker reads, in the order their entries are applied, and how entries become items."""
+
+    streams: tuple[str, ...]
+    prepare: Callable[[str, Sequence[Entry], Ledger, Limits], Prepared]
+    start_id: str = "0"  # where a new consumer group starts
+
+
+def event_source(names: Names) -> Source:
+    """The event log, from its oldest retained entry: every event counts."""
+    return Source((names.events,), lambda stream, entries, ledger, limits: prepare(entries, ledger, limits))
+
+
+def record_source(names: Names, shorts: Sequence[str]) -> Source:
+    """Derived or command streams; a new group starts at new entries, since acting on old advice would be wrong."""
+    return Source(tuple(names.stream(s) for s in shorts), lambda stream, entries, ledger, limits: prepare_records(stream, entries, ledger), start_id="$")
 
 
 def tune_gc() -> None:
@@ -124,10 +144,16 @@ class Backoff:
 
 
 class Worker:
-    """Runs one processor: `Worker(url=..., names=..., processor=StatsProcessor()).run(stop_event)`."""
+    """Runs one processor: `Worker(url=..., names=..., processor=StatsProcessor()).run(stop_event)`.
 
-    def __init__(self, *, url: str, names: Names, processor: Processor, settings: RuntimeSettings = RuntimeSettings(), on_stage: Stage | None = None) -> None:
+    It reads the event log unless given another `source` (the optimizer reads derived streams).
+    """
+
+    def __init__(
+        self, *, url: str, names: Names, processor: Processor, settings: RuntimeSettings = RuntimeSettings(), on_stage: Stage | None = None, source: Source | None = None
+    ) -> None:
         self.names, self.processor, self.settings = names, processor, settings
+        self.source = source or event_source(names)
         self._client = connect(url, settings)
         self._lease = Lease(self._client, names.lease(processor.name), settings.lease_ttl_s)
         self._group, self._checkpoint = names.group(processor.name), names.checkpoint(processor.name)
@@ -136,7 +162,7 @@ class Worker:
         self._active = False
         self._state_valid = False  # in-memory state equals the last commit
         self._full_checkpoint = False
-        self._cursor = "0"
+        self._cursor = dict.fromkeys(self.source.streams, "0")
         self._run_id: str | None = None
         self._metrics = _Metrics()
 
@@ -186,7 +212,7 @@ class Worker:
         if not self._state_valid:
             self._restore()
         self._ensure_group()
-        self._cursor = "0"  # first our own pending entries, then new ones
+        self._cursor = dict.fromkeys(self.source.streams, "0")  # first our own pending entries, then new ones
         self._active = True
         log.info("processor %s active (lease %s)", self.processor.name, self._lease.key)
         return True
@@ -199,68 +225,72 @@ class Worker:
     def _group_info(self) -> dict[str, Any] | None:
         """This processor's group as XINFO GROUPS reports it (lag, pending), or None if it does not exist."""
         try:
-            infos: list[dict[str, Any]] = self._client.xinfo_groups(self.names.events)
+            infos: list[dict[str, Any]] = self._client.xinfo_groups(self.source.streams[0])
         except redis.ResponseError:  # no stream at all
             return None
         return next((g for g in infos if g["name"].decode() == self._group), None)
 
     def _ensure_group(self) -> None:
-        ensure_group(self._client, self.names.events, self._group, start_id="0")
+        for stream in self.source.streams:
+            ensure_group(self._client, stream, self._group, start_id=self.source.start_id)
 
     # -- one read, apply, commit
 
     def _step(self, stop: threading.Event) -> None:
         self._lease.renew_if_due()
         self._maybe_publish_metrics()
-        block = self.settings.block_ms if self._cursor == ">" else None
+        block = self.settings.block_ms if all(c == ">" for c in self._cursor.values()) else None
         try:
-            response = self._client.xreadgroup(self._group, CONSUMER, {self.names.events: self._cursor}, count=self.settings.read_count, block=block)
+            response = self._client.xreadgroup(self._group, CONSUMER, dict(self._cursor), count=self.settings.read_count, block=block)  # type: ignore[arg-type]
         except redis.ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise
             log.warning("consumer group %s is missing (server restarted without persistence?): recreating it", self._group)
             self._ensure_group()
-            self._cursor = "0"
+            self._cursor = dict.fromkeys(self.source.streams, "0")
             stop.wait(self.settings.backoff_initial_s)  # never a hot loop, whatever the server answers
             return
-        entries: list[Entry] = response[0][1] if response else []  # type: ignore[index,assignment]
-        if self._cursor != ">":
-            self._cursor = entries[-1][0].decode() if entries else ">"
+        read: dict[str, list[Entry]] = {stream.decode(): entries for stream, entries in response or []}  # type: ignore[union-attr,misc,str-unpack]
+        for stream, cursor in self._cursor.items():
+            if cursor != ">":
+                self._cursor[stream] = read[stream][-1][0].decode() if read.get(stream) else ">"
+        entries = [(stream, read[stream]) for stream in self.source.streams if read.get(stream)]
         if not entries:
             return
         self._on_stage("read")
-        prepared = prepare(entries, self._ledger, self.settings.limits)
+        prepared = [(stream, self.source.prepare(stream, chunk, self._ledger, self.settings.limits)) for stream, chunk in entries]
         self._state_valid = False
         try:
-            outputs = self.processor.apply(prepared.items)
+            outputs = self.processor.apply([item for _, p in prepared for item in p.items])
         except Exception:  # a poison entry: find it, retry it, dead-letter it after max_deliveries
-            log.exception("processor %s failed on a batch of %d entries", self.processor.name, len(entries))
+            log.exception("processor %s failed on a batch of %d entries", self.processor.name, sum(len(chunk) for _, chunk in entries))
             self._isolate(entries, stop)
             return
         self._on_stage("applied")
         self._commit(outputs, prepared)
 
-    def _isolate(self, entries: Sequence[Entry], stop: threading.Event) -> None:
+    def _isolate(self, entries: Sequence[tuple[str, list[Entry]]], stop: threading.Event) -> None:
         """Apply one entry at a time from the last commit; commit the good ones, and retry or dead-letter the bad one."""
         self._restore()
-        for entry in entries:
-            prepared = prepare([entry], self._ledger, self.settings.limits)
+        for stream, entry in ((stream, entry) for stream, chunk in entries for entry in chunk):
+            prepared = self.source.prepare(stream, [entry], self._ledger, self.settings.limits)
             try:
                 outputs = self.processor.apply(prepared.items)
             except Exception as exc:
                 self._restore()
-                pending: list[dict[str, Any]] = self._client.xpending_range(self.names.events, self._group, min=entry[0], max=entry[0], count=1)
+                pending: list[dict[str, Any]] = self._client.xpending_range(stream, self._group, min=entry[0], max=entry[0], count=1)
                 deliveries = int(pending[0]["times_delivered"]) if pending else self.settings.max_deliveries
                 if deliveries < self.settings.max_deliveries:
-                    self._cursor = "0"  # re-read it (and what follows) from the pending list after a pause
+                    self._cursor = dict.fromkeys(self.source.streams, "0")  # re-read it (and what follows) from the pending list after a pause
                     stop.wait(self.settings.backoff_initial_s * 2**deliveries)
                     return
-                prepared = Prepared(ack_ids=[entry[0]], dead=[{"reason": "processor_error", "detail": f"{type(exc).__name__}: {exc}"[:500], "entry_id": entry[0].decode(), "deliveries": deliveries}])
+                dead = {"reason": "processor_error", "detail": f"{type(exc).__name__}: {exc}"[:500], "entry_id": entry[0].decode(), "deliveries": deliveries}
+                prepared = Prepared(ack_ids=[entry[0]], dead=[dead if stream == self.names.events else {**dead, "stream": stream}])
                 self._ledger.count("dead_letters_total")
                 outputs = []
-            self._commit(outputs, prepared)
+            self._commit(outputs, [(stream, prepared)])
 
-    def _commit(self, outputs: Sequence[Output], prepared: Prepared) -> None:
+    def _commit(self, outputs: Sequence[Output], reads: Reads) -> None:
         started = time.perf_counter()
         written, deleted = self._changes()
         pipe = self._client.pipeline(transaction=True)
@@ -270,7 +300,7 @@ class Worker:
                 raise LeaseLost(f"lease {self._lease.key} is held by another instance")
             pipe.multi()
             _queue_outputs(pipe, self.names, outputs)
-            for dead in prepared.dead:
+            for dead in (d for _, p in reads for d in p.dead):
                 pipe.xadd(self.names.dead, {**{k: v if isinstance(v, bytes) else str(v) for k, v in dead.items()}, "processor": self.processor.name}, maxlen=DEAD_MAXLEN, approximate=True)
             if self._full_checkpoint:
                 pipe.delete(self._checkpoint)
@@ -278,8 +308,9 @@ class Worker:
                 pipe.hdel(self._checkpoint, *deleted)
             if written:
                 pipe.hset(self._checkpoint, mapping=written)  # type: ignore[arg-type]
-            if prepared.ack_ids:
-                pipe.xack(self.names.events, self._group, *prepared.ack_ids)
+            for stream, prepared in reads:
+                if prepared.ack_ids:
+                    pipe.xack(stream, self._group, *prepared.ack_ids)
             self._on_stage("committing")
             pipe.execute()
         except redis.WatchError as exc:
@@ -288,7 +319,7 @@ class Worker:
             pipe.reset()
         self._state_valid = True
         self._full_checkpoint = False
-        self._metrics.committed(time.perf_counter() - started, prepared)
+        self._metrics.committed(time.perf_counter() - started, reads)
         self._on_stage("committed")
 
     def _changes(self) -> tuple[dict[bytes, bytes], list[bytes]]:
@@ -317,6 +348,8 @@ def _queue_outputs(pipe: Any, names: Names, outputs: Sequence[Output]) -> None:
     for output in outputs:
         if isinstance(output, StreamOutput):
             pipe.xadd(names.stream(output.stream), dict(output.fields), maxlen=names.maxlen(output.stream), approximate=True)
+        elif isinstance(output, ControlOutput):
+            pipe.hset(names.control(output.component), output.setting, output.value)
         elif output.value is None:
             pipe.hdel(names.latest(output.table), output.field)
         else:
@@ -333,11 +366,12 @@ class _Metrics:
         self._events = self._entries = self._commits = 0
         self._since = time.monotonic()
 
-    def committed(self, duration_s: float, prepared: Prepared) -> None:
+    def committed(self, duration_s: float, reads: Reads) -> None:
         self._commits += 1
         self._commit_s.append(duration_s)
-        self._entries += len(prepared.ack_ids)
-        self._events += sum(item.decoded.event_count for item in prepared.items if isinstance(item, BatchItem))
+        for _, prepared in reads:
+            self._entries += len(prepared.ack_ids)
+            self._events += sum(item.decoded.event_count for item in prepared.items if isinstance(item, BatchItem))
 
     def report(self, now: float, counters: Mapping[str, int], *, lag: int | None, pending: int | None) -> dict[str, Any]:
         elapsed_s = max(now - self._since, 1e-9)

@@ -85,7 +85,7 @@ class StatsProcessor:
                 self._advance(item.time_s)
                 self._close_windows(outputs)
                 self._emit_live(outputs)
-            else:
+            elif isinstance(item, BatchItem):
                 self._apply_batch(item)
                 self._close_windows(outputs)
         return outputs
@@ -126,8 +126,8 @@ class StatsProcessor:
                 for kind, config in zip(column.fields["kind"], column.fields["config"]):
                     if kind != "heartbeat":
                         info["state"] = "stopped" if kind == "stopped" else "running"
-                    if kind == "started":
-                        info["config"] = dict(config)
+                    if kind in ("started", "configured"):
+                        info["config"].update(config)  # several producers (and restarts) of one component add up
             producer["events_total"] += len(column)
         if newest_s > -math.inf:
             info["last_seen_s"] = max(info["last_seen_s"], newest_s)
@@ -304,7 +304,13 @@ class StatsProcessor:
         hosts: dict[str, Any] = {}
         for component, info in self._components.items() if only is None else [(only, self._components[only])]:
             stale = self._stream_time_s - info["last_seen_s"] > self.settings.stale_after_s
-            components[component] = {"last_seen_s": _finite_or_none(info["last_seen_s"]), "late_events_total": info["late_events_total"], "state": info["state"], "stale": stale}
+            components[component] = {
+                "last_seen_s": _finite_or_none(info["last_seen_s"]),
+                "late_events_total": info["late_events_total"],
+                "state": info["state"],
+                "stale": stale,
+                "config": info["config"],
+            }
         totals: dict[str, OperationSummary] = {}
         for key, summary in sorted(summaries.items()):
             family = key[0]

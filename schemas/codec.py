@@ -81,7 +81,7 @@ LAYOUTS: Final[dict[tuple[int, int], tuple[tuple[str, Check], ...]]] = {
     ),
     (TAG_LIFECYCLE, 1): (
         ("timestamp_s", checks.timestamp),
-        ("kind", checks.one_of("started", "stopped", "heartbeat")),
+        ("kind", checks.one_of("started", "stopped", "heartbeat", "configured")),
         ("config", checks.config),
     ),
     (TAG_COMMAND, 1): (

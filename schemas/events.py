@@ -18,7 +18,8 @@ TAG_SYSTEM: Final = 3
 TAG_LIFECYCLE: Final = 4
 TAG_COMMAND: Final = 5
 
-LifecycleKind = Literal["started", "stopped", "heartbeat"]
+# `configured`: the component now uses the settings in `config` (it obeyed a control setting).
+LifecycleKind = Literal["started", "stopped", "heartbeat", "configured"]
 SampleScope = Literal["process", "host"]
 CommandAction = Literal["ack", "unack", "silence", "expire_silence"]
 COMMAND_ACTIONS: Final = ("ack", "unack", "silence", "expire_silence")

@@ -28,7 +28,10 @@ DEFAULT_DERIVED_MAXLEN: Final = 8640
 # Latest-value tables (hashes, one field per component) that readers fetch in O(1).
 # `alerts` holds the active set (one field per fingerprint), `silences` the silences in force;
 # `health` and `forecasts` the newest snapshots.
-LATEST_TABLES: Final = ("stats", "stats_rollup", "stats_live", "producers", "alerts", "silences", "health", "forecasts")
+# `recommendations` the advice in force (one field per component and kind), `optimizer` its mode and settings.
+LATEST_TABLES: Final = ("stats", "stats_rollup", "stats_live", "producers", "alerts", "silences", "health", "forecasts", "recommendations", "optimizer")
+# Operators switch the optimizer (kill switch, dry run) through this stream: the switch is part of the audit trail.
+COMMAND_STREAMS: Final = ("optimizer_commands",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +45,8 @@ class Names:
             raise ValueError(f"stream prefix must be non-empty without spaces, got {self.prefix!r}")
 
     def stream(self, short: str) -> str:
-        """`events`, `dead` or one of DERIVED_STREAMS under the prefix."""
-        if short not in ("events", "dead", *DERIVED_STREAMS):
+        """`events`, `dead`, one of DERIVED_STREAMS or of COMMAND_STREAMS under the prefix."""
+        if short not in ("events", "dead", *DERIVED_STREAMS, *COMMAND_STREAMS):
             raise ValueError(f"unknown stream {short!r}")
         return f"{self.prefix}:{short}"
 
@@ -70,6 +73,15 @@ class Names:
     def lease(self, holder: str) -> str:
         """Who is the active instance; expires (a TTL) so that a standby takes over when the holder dies."""
         return f"{self.prefix}:lease:{holder}"
+
+    def control(self, component: str) -> str:
+        """A component's control settings, one hash field per setting; only the optimizer writes here."""
+        return f"{self.prefix}:control:{component}"
+
+    @property
+    def demo_faults(self) -> str:
+        """Faults injected into the demo pipeline: a hash of fault kind to the event time it ends."""
+        return f"{self.prefix}:demo:faults"
 
     @property
     def runtime(self) -> str:

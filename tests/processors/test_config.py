@@ -32,8 +32,14 @@ def test_alerting_settings(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("PIPEPULSE_WINDOW_S", "7"), ("PIPEPULSE_WINDOW_S", "ten"), ("PIPEPULSE_GRACE_S", "-1"), ("PIPEPULSE_GRACE_S", "nan"), ("PIPEPULSE_TICK_INTERVAL_S", "0"), ("PIPEPULSE_LEASE_TTL_S", "x"), ("PIPEPULSE_STALE_AFTER_S", "0.5")],
+    [("PIPEPULSE_WINDOW_S", "7"), ("PIPEPULSE_WINDOW_S", "ten"), ("PIPEPULSE_GRACE_S", "-1"), ("PIPEPULSE_GRACE_S", "nan"), ("PIPEPULSE_TICK_INTERVAL_S", "0"), ("PIPEPULSE_LEASE_TTL_S", "x"), ("PIPEPULSE_STALE_AFTER_S", "0.5"), ("PIPEPULSE_OPTIMIZER_MODE", "off")],
 )
 def test_a_bad_value_names_its_variable(variable: str, value: str) -> None:
     with pytest.raises(ConfigError, match=variable):
         Config.from_env({variable: value})
+
+
+def test_optimizer_settings() -> None:
+    config = Config.from_env({"PIPEPULSE_OPTIMIZER_MODE": "dry_run", "PIPEPULSE_OPTIMIZER_REDIS_URL": "redis://optimizer:s@127.0.0.1:6390/0"})
+    assert (config.optimizer_mode, config.optimizer_redis_url) == ("dry_run", "redis://optimizer:s@127.0.0.1:6390/0")
+    assert Config.from_env({}).optimizer_mode is None
