@@ -3,6 +3,7 @@
 from emitters.alert_sinks import LoggingSink, WebhookForwarder, alertmanager_payload
 from emitters.alerts import AlertSubscriber
 from emitters.config import EmitterConfig
+from emitters.control import ControlClient, ControlStats
 from emitters.emitter import Emitter, EmitterStats
 from emitters.errors import ConfigError, EmitterError, SinkError, WebhookError
 from emitters.sampler import SystemSampler
@@ -16,6 +17,8 @@ __all__ = [
     "WebhookForwarder",
     "alertmanager_payload",
     "ConfigError",
+    "ControlClient",
+    "ControlStats",
     "Emitter",
     "EmitterConfig",
     "EmitterError",

@@ -134,6 +134,8 @@ class AlertEvaluator:
             if value > limit or (active and value > recover_at):
                 return self._verdict(rule, labels, rule.levels[0][0], value, limit, baseline=mean)
             return None
+        if abs(value - mean) < rule.min_delta:
+            return None  # too small to matter in absolute terms, however large relative to a tiny baseline
         sign = 1.0 if rule.direction == "above" else -1.0
         degradation = sign * (value - mean) / abs(mean)
         return self._graded(rule, labels, degradation, value, held, threshold_of=lambda d: mean * (1 + sign * d), baseline=mean, degradation=degradation)

@@ -16,7 +16,7 @@ from types import FrameType
 import click
 import redis
 
-from schemas.control import DEMO_FAULTS, MODES
+from schemas.control import DEMO_FAULTS, MODES, PRIORITIES
 from schemas.names import DERIVED_STREAMS, Names
 
 from processors import alerts_cli
@@ -230,14 +230,18 @@ def status(config: Config, as_json: bool) -> None:
             latest = {k.decode(): v.decode() for k, v in client.hgetall(config.names.latest("stats")).items()}  # type: ignore[union-attr]
             health_text = client.hget(config.names.latest("health"), "current")
             active = sorted((json.loads(v) for v in client.hvals(config.names.latest("alerts"))), key=alerts_cli.worst_first)
+            advice = sorted((json.loads(v) for v in client.hvals(config.names.latest("recommendations"))), key=lambda r: (-PRIORITIES.index(r["priority"]), r["component"]))
+            optimizer_text = client.hget(config.names.latest("optimizer"), "state")
             runtime = runtime_report(client, config.names)
         except redis.RedisError as exc:
             raise click.ClickException(f"reading status from {url}: {exc}") from exc
         finally:
             client.close()
     health = json.loads(health_text) if health_text else None
+    optimizer_state = json.loads(optimizer_text) if optimizer_text else None
     if as_json:
-        click.echo(to_json({"components": {k: json.loads(v) for k, v in latest.items()}, "health": health, "alerts": active, "runtime": runtime}))
+        document = {"components": {k: json.loads(v) for k, v in latest.items()}, "health": health, "alerts": active, "recommendations": advice, "optimizer": optimizer_state}
+        click.echo(to_json({**document, "runtime": runtime}))
         return
     if health is not None:
         click.echo(health_summary(health))
@@ -246,6 +250,13 @@ def status(config: Config, as_json: bool) -> None:
     else:
         click.echo(status_table(latest))
     click.echo(f"active alerts: {len(active)}" + (f"\n{alerts_cli.active_table(active)}" if active else ""))
+    click.echo(f"recommendations: {len(advice)}")
+    for rec in advice:
+        change = f"{rec['setting']} {rec['current']} -> {rec['proposed']}" if rec["proposed"] is not None else "restart"
+        click.echo(f"  {rec['priority']:<8} {rec['component']}: {rec['kind']} ({change}), confidence {rec['confidence']:.0%}: {rec['reason']}")
+    if optimizer_state:
+        settings = ", ".join(f"{k}={v['value']}" for k, v in optimizer_state["settings"].items()) or "none"
+        click.echo(f"optimizer: {optimizer_state['mode']}; settings in force: {settings} (decisions: pipepulse optimizer status)")
     for name, report in sorted(runtime.items()):
         click.echo(
             f"processor {name}: {report['events_per_s']:,.0f} events/s, lag {report['lag_entries']} entries, "

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Final, Sequence
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -26,6 +26,7 @@ class OptimizerSettings:
     verify_s: float = 30.0  # how long after a change its effect is watched
     worse_by_points: float = 10.0  # a health drop this large after a change rolls it back
     rollback_hold_s: float = 300.0  # a change rolled back is not tried again in that direction this long
+    reversal_hold_s: float = 300.0  # after a change, none the other way this long (AIMD probing would flip-flop)
     setting_ttl_s: float = 600.0  # control settings expire unless renewed, so a dead optimizer's settings fade away
     restart_backoff_s: float = 10.0
     restart_backoff_max_s: float = 300.0
@@ -37,6 +38,16 @@ class OptimizerSettings:
     def history_s(self) -> float:
         """How much health history the verification needs."""
         return 2 * self.verify_s
+
+
+# The health factors a setting moves: its change is judged on them alone, so an alert or a factor it cannot
+# affect (another fault at the same time) does not get it rolled back.
+RELEVANT_FACTORS: Final[dict[str, tuple[str, ...]]] = {
+    "concurrency": ("success", "speed"),
+    "cache_size": ("cache", "memory"),
+    "batch_size": ("memory", "speed"),
+}
+ALL_FACTORS: Final = ("cache", "success", "speed", "memory")
 
 
 def within_tolerance(current: int, proposed: int, tolerance: float) -> bool:

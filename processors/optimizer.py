@@ -23,6 +23,7 @@ from processors.contract import ControlOutput, Item, LatestOutput, Output, PartK
 from processors.control_policy import OptimizerSettings
 
 ISSUER = "optimizer"
+_OTHER = {"up": "down", "down": "up"}
 STREAMS = ("optimizer_commands", "health", "recommendations")  # commands first: a kill switch takes effect before the advice read with it
 
 
@@ -34,7 +35,7 @@ class Optimizer:
     _settings: dict[str, dict[str, Any]]  # "component/setting" -> value, version, expiry, verification, holds
     _restarts: dict[str, dict[str, Any]]
     _proposals: dict[str, list[tuple[float, int]]]  # recent proposals per setting, for scale-down stabilization
-    _history: dict[str, list[list[float]]]  # component -> recent [at_s, health score]
+    _history: dict[str, list[list[Any]]]  # component -> recent [at_s, {factor: points}]
     _changed: set[PartKey]
 
     def __init__(self, settings: OptimizerSettings = OptimizerSettings()) -> None:
@@ -101,8 +102,9 @@ class Optimizer:
         if now < held.get("changed_at_s", -math.inf) + self.settings.cooldown_s:
             return self._act("skipped", f"cooldown: changed at {held['changed_at_s']:.3f}, next change after {self.settings.cooldown_s:g} s", **about)
         direction = "up" if proposed > current else "down"
-        if now < held.get("hold", {}).get(direction, -math.inf):
-            return self._act("skipped", f"held_after_rollback: going {direction} made things worse recently", **about)
+        hold = held.get("hold", {}).get(direction)
+        if hold is not None and now < hold[0]:
+            return self._act("skipped", f"{hold[1]}: no change {direction} until {hold[0]:.3f}", **about)
         recent = [(t, v) for t, v in self._proposals.get(key, []) if t > now - self.settings.scale_down_stabilization_s]
         self._proposals[key] = [*recent, (now, proposed)][-64:]
         self._changed.add(("proposals", key))
@@ -119,17 +121,19 @@ class Optimizer:
         now = self._now_s
         held = self._settings.get(key, {})
         version = held.get("version", 0) + 1
-        baseline = self._health_around(rec.component, now - self.settings.verify_s, now)
+        baseline = self._health_around(rec.component, rec.setting, now - self.settings.verify_s, now)
+        direction = "up" if new > old else "down"
+        holds = {**held.get("hold", {}), _OTHER[direction]: [now + self.settings.reversal_hold_s, "held_after_change"]} if verify else held.get("hold", {})
         self._settings[key] = {
             **held, "component": rec.component, "setting": rec.setting, "value": new, "previous": old, "version": version, "changed_at_s": now,
             "expires_at_s": now + self.settings.setting_ttl_s, "recommendation_id": rec.recommendation_id,
-            "verify": {"due_s": now + self.settings.verify_s, "before": baseline, "direction": "up" if new > old else "down"} if verify else None,
+            "verify": {"due_s": now + self.settings.verify_s, "before": baseline, "direction": direction} if verify else None, "hold": holds,
         }  # fmt: skip
         self._changed.add(("setting", key))
         if rec.kind == "restart_component":
             self._restarts[rec.component] = policy.record_restart(now, self._restarts.get(rec.component, {}), self.settings)
             self._changed.add(("restart", rec.component))
-        return [self._write(key), *self._act("applied", reason, **about, version=version, evidence={"health_before": baseline}), self._status()]
+        return [self._write(key), *self._act("applied", reason, **about, version=version, evidence={"points_before": baseline}), self._status()]
 
     def _write(self, key: str) -> ControlOutput:
         s = self._settings[key]
@@ -148,17 +152,21 @@ class Optimizer:
             return self._act("skipped", "malformed health snapshot (no at_s)")
         self._advance(float(at_s))
         for name, body in snapshot.get("components", {}).items():
-            if isinstance(body, dict) and isinstance(body.get("score"), (int, float)):
+            factors = body.get("factors") if isinstance(body, dict) and body.get("score") is not None else None
+            if isinstance(factors, dict):
+                points = {f: float(factors[f]["points"]) for f in policy.ALL_FACTORS if isinstance(factors.get(f), dict)}
                 history = [p for p in self._history.get(name, []) if p[0] > self._now_s - self.settings.history_s]
-                self._history[name] = [*history, [float(at_s), float(body["score"])]]
+                self._history[name] = [*history, [float(at_s), points]]
                 self._changed.add(("history", name))
         outputs: list[Output] = []
         for key in sorted(self._settings):
             outputs += self._verify(key) + self._renew(key)
         return outputs
 
-    def _health_around(self, component: str, from_s: float, to_s: float) -> float | None:
-        scores = [score for at_s, score in self._history.get(component, []) if from_s <= at_s <= to_s]
+    def _health_around(self, component: str, setting: str, from_s: float, to_s: float) -> float | None:
+        """The mean of the health points a setting can move, over the component's snapshots in [from_s, to_s]."""
+        factors = policy.RELEVANT_FACTORS.get(setting, policy.ALL_FACTORS)
+        scores = [sum(points.get(f, 0.0) for f in factors) for at_s, points in self._history.get(component, []) if from_s <= at_s <= to_s]
         return round(fmean(scores), 3) if scores else None
 
     def _verify(self, key: str) -> list[Output]:
@@ -169,20 +177,22 @@ class Optimizer:
         s["verify"] = None
         self._changed.add(("setting", key))
         # The second half of the window: the component has had time to settle on the new value.
-        after = self._health_around(s["component"], check["due_s"] - self.settings.verify_s / 2, self._now_s)
+        after = self._health_around(s["component"], s["setting"], check["due_s"] - self.settings.verify_s / 2, self._now_s)
         before = check["before"]
-        about = {"component": s["component"], "setting": s["setting"], "recommendation_id": s["recommendation_id"], "evidence": {"health_before": before, "health_after": after}}
+        factors = "+".join(policy.RELEVANT_FACTORS.get(s["setting"], policy.ALL_FACTORS))
+        evidence = {"factors": factors, "points_before": before, "points_after": after}
+        about = {"component": s["component"], "setting": s["setting"], "recommendation_id": s["recommendation_id"], "evidence": evidence}
         if before is None or after is None or after > before - self.settings.worse_by_points:
-            why = "no health data on both sides" if before is None or after is None else f"health {before:.1f} -> {after:.1f}"
+            why = "no health data on both sides" if before is None or after is None else f"{factors} points {before:.1f} -> {after:.1f}"
             return self._act("verified", f"kept {s['setting']}={s['value']}: {why}", **about, new_value=s["value"], version=s["version"])
         old, s["value"] = s["value"], s["previous"]
         s["version"] += 1
         s["changed_at_s"] = self._now_s
         s["expires_at_s"] = self._now_s + self.settings.setting_ttl_s
-        s["hold"] = {**s.get("hold", {}), check["direction"]: self._now_s + self.settings.rollback_hold_s}
+        s["hold"] = {**s.get("hold", {}), check["direction"]: [self._now_s + self.settings.rollback_hold_s, "held_after_rollback"]}
         if self._mode == "disabled":
-            return self._act("skipped", f"kill_switch: rollback of {s['setting']} to {s['value']} not written (health {before:.1f} -> {after:.1f})", **about)
-        reason = f"health fell {before:.1f} -> {after:.1f} (more than {self.settings.worse_by_points:g} points) after {s['setting']} went {s['value']} -> {old}"
+            return self._act("skipped", f"kill_switch: rollback of {s['setting']} to {s['value']} not written ({factors} points {before:.1f} -> {after:.1f})", **about)
+        reason = f"{factors} points fell {before:.1f} -> {after:.1f} (more than {self.settings.worse_by_points:g}) after {s['setting']} went {s['value']} -> {old}"
         return [self._write(key), *self._act("rolled_back", reason, **about, old_value=old, new_value=s["value"], version=s["version"]), self._status()]
 
     def _renew(self, key: str) -> list[Output]:

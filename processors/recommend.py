@@ -32,7 +32,7 @@ class RecommenderSettings:
     ttl_s: float = 60.0  # advice older than this is stale: the optimizer skips it, the recommender re-issues it if it still holds
     min_count: int = 50  # operations (or cache lookups) behind a judgement
     max_error_rate: float = 0.05  # above: overloaded, shed concurrency (the max_error_rate rule's level)
-    broken_error_rate: float = 0.9  # above: the component is failing outright, restart it
+    broken_error_rate: float = 0.9  # above (with errors not of overload types): the component is failing outright, restart it
     decrease_factor: float = 0.9  # AIMD multiplicative decrease (at least one less)
     cache_hit_floor: float = 0.7  # below: grow the cache (the min_cache_hit_rate rule's level)
     cache_hit_goal: float = 0.85  # the hit rate a grown cache aims at
@@ -40,6 +40,8 @@ class RecommenderSettings:
     memory_pressure: float = 0.75  # of the limit: shrink caches and batches above it
     memory_headroom: float = 0.5  # of the limit: grow caches only below it
     max_host_cpu_percent: float = 80.0  # raise concurrency only with CPU to spare
+    # Error types that mean "too much at once", not "broken": however many, they call for less concurrency, not a restart.
+    overload_errors: frozenset[str] = frozenset({"Throttled", "TimeoutError", "Overloaded", "TooManyRequests", "ResourceExhausted"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +82,13 @@ class Situation:
         return float(self.stats.get("error_rate") or 0.0)
 
     @property
+    def overloaded_errors(self) -> bool:
+        """Most errors are of overload types."""
+        by_type: Mapping[str, int] = self.stats.get("errors_by_type", {})
+        overload = sum(n for kind, n in by_type.items() if kind in self.settings.overload_errors)
+        return overload * 2 > sum(by_type.values())
+
+    @property
     def memory_pressed(self) -> bool:
         s = self.settings
         return bool(self.alerts & MEMORY_RULES) or (self.rss_bytes is not None and self.rss_bytes >= s.memory_pressure * s.memory_limit_bytes)
@@ -92,7 +101,7 @@ def _confidence(samples: int, settings: RecommenderSettings) -> float:
 
 def restart(s: Situation) -> Proposal | None:
     absent = bool(s.alerts & ABSENCE_RULES)
-    failing = s.count >= s.settings.min_count and s.error_rate >= s.settings.broken_error_rate
+    failing = s.count >= s.settings.min_count and s.error_rate >= s.settings.broken_error_rate and not s.overloaded_errors
     if not absent and not failing:
         return None
     reason = "it stopped reporting (component_absent is firing)" if absent else f"{s.error_rate:.0%} of its {s.count} operations fail"
@@ -105,7 +114,8 @@ def restart(s: Situation) -> Proposal | None:
 
 def lower_concurrency(s: Situation) -> Proposal | None:
     current = s.setting("concurrency")
-    overloaded = s.settings.max_error_rate <= s.error_rate < s.settings.broken_error_rate or bool(s.alerts & LATENCY_RULES)
+    erring = s.error_rate >= s.settings.max_error_rate and (s.error_rate < s.settings.broken_error_rate or s.overloaded_errors)
+    overloaded = erring or bool(s.alerts & LATENCY_RULES)
     if current is None or current <= 1 or s.count < s.settings.min_count or not overloaded:
         return None
     proposed = max(1, min(current - 1, math.floor(current * s.settings.decrease_factor)))
@@ -197,12 +207,15 @@ class Recommender:
             if alert.is_firing:
                 firing.setdefault(alert.labels.get("component", ""), set()).add(alert.rule)
         host_cpu = [h["cpu_percent"] for h in document.get("hosts", {}).values() if h.get("cpu_percent") is not None]
+        ((_, pipeline_stats, every_process),) = metrics.series(document, "pipeline")
+        # A component whose process is sampled under another component's name: judge by the largest process there is.
+        largest_rss, _ = metrics.reading("rss_bytes", pipeline_stats, every_process)
         found = []
         for labels, stats, processes in metrics.series(document, "component"):
             body = document["components"][labels["component"]]
             if body.get("stale") or "stats" not in body:
                 continue  # no advice on old data
-            rss, _ = metrics.reading("rss_bytes", stats, processes)
+            rss = metrics.reading("rss_bytes", stats, processes)[0] if processes else largest_rss
             component = labels["component"]
             found.append(Situation(component, stats, body.get("config", {}), frozenset(firing.get(component, ())), rss, max(host_cpu) if host_cpu else None, self.settings))
         return found

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -35,6 +36,20 @@ def server_factory(tmp_path: Path) -> Iterator[Callable[..., EmbeddedServer]]:
     yield make
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A stream prefix of its own, so tests sharing the session's server never see each other's keys."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def client(real_server: EmbeddedServer) -> Iterator[redis.Redis]:
+    """A client of the session's real server."""
+    c = redis.Redis.from_url(real_server.url)
+    yield c
+    c.close()
 
 
 @pytest.fixture(params=["fake", "real"])

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import threading
-import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -58,18 +57,6 @@ def alert(event_id: str, transition: str = "firing", **overrides: Any) -> AlertE
 
 
 # -- fixtures ---------------------------------------------------------------------
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"t{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture
-def client(real_server: EmbeddedServer) -> Iterator[redis.Redis]:
-    c = redis.Redis.from_url(real_server.url)
-    yield c
-    c.close()
 
 
 def xadd(client: redis.Redis, prefix: str, *events: AlertEvent | dict[str, str]) -> None:

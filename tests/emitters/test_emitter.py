@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Sequence
 
 import pytest
 import redis
@@ -22,7 +23,7 @@ def redis_emitter(client: redis.Redis, **config: object) -> Emitter:
     return Emitter("parser", sink=sink, config=EmitterConfig(**config))  # type: ignore[arg-type]
 
 
-def operations(events: list[object]) -> list[OperationEvent]:
+def operations(events: Sequence[object]) -> list[OperationEvent]:
     return [e for e in events if isinstance(e, OperationEvent)]
 
 
@@ -49,10 +50,12 @@ def test_entries_respect_the_byte_cap(redis_client: redis.Redis) -> None:
     for i in range(200):
         em.record("parse_file", duration_ms=1.0, counters={"calls_detected": i})
     assert em.flush(10)
-    sizes = [len(fields[b"b"]) for _, fields in redis_client.xrange("pipepulse:events")]
+    entries: list[tuple[bytes, dict[bytes, bytes]]] = redis_client.xrange("pipepulse:events")  # type: ignore[assignment]
+    sizes = [len(fields[b"b"]) for _, fields in entries]
     em.close()
     assert len(sizes) > 1 and max(sizes) <= 600
-    assert sum(len(decode_batch(f[b"b"]).batch.events) for _, f in redis_client.xrange("pipepulse:events")) == 202  # with started and stopped
+    entries = redis_client.xrange("pipepulse:events")  # type: ignore[assignment]  # again: close() sent `stopped`
+    assert sum(len(decode_batch(f[b"b"]).batch.events) for _, f in entries) == 202  # with started and stopped
 
 
 def test_track_records_sync_async_and_exceptions() -> None:

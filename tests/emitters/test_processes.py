@@ -75,7 +75,7 @@ def test_many_processes_and_forked_children_each_gap_free(real_server: EmbeddedS
     for i in range(300):
         parent.record("parent_work", duration_ms=float(i))
     spawn, fork = multiprocessing.get_context("spawn"), multiprocessing.get_context("fork")
-    workers = [spawn.Process(target=_child_records, args=(real_server.url, f"spawned{n}", 2_000)) for n in range(3)]
+    workers: list[multiprocessing.process.BaseProcess] = [spawn.Process(target=_child_records, args=(real_server.url, f"spawned{n}", 2_000)) for n in range(3)]
     workers += [fork.Process(target=_forked_child_records, args=(f"forked{n}", 2_000)) for n in range(2)]
     for w in workers:
         w.start()

@@ -29,7 +29,10 @@ def rec(at: float, proposed: int | None, *, kind: str = "lower_concurrency", set
 
 
 def health(at: float, score: float, component: str = "extractor") -> RecordItem:
-    return RecordItem("health", f"{next(_ids)}-0", {"at_s": str(T0 + at), "json": json.dumps({"at_s": T0 + at, "score": score, "components": {component: {"score": score}}})})
+    """A snapshot whose four factors share the score evenly (what a setting is judged on is its factors' points)."""
+    factors = {f: {"points": score / 4} for f in ("cache", "success", "speed", "memory")}
+    body = {"at_s": T0 + at, "score": score, "components": {component: {"score": score, "factors": factors}}}
+    return RecordItem("health", f"{next(_ids)}-0", {"at_s": str(T0 + at), "json": json.dumps(body)})
 
 
 def switch(at: float, mode: str) -> RecordItem:
@@ -107,7 +110,7 @@ def test_a_change_that_made_health_worse_is_rolled_back_and_not_retried_soon() -
     assert [(w.value, w.version) for w in writes(outputs)] == [(3, 1), (4, 2)]
     assert decisions(outputs) == [
         ("applied", "lower_concurrency"),
-        ("rolled_back", "health fell 80.0 -> 55.0 (more than 10 points) after concurrency went 4 -> 3"),
+        ("rolled_back", "success+speed points fell 40.0 -> 27.5 (more than 10) after concurrency went 4 -> 3"),
         ("skipped", "cooldown"),
         ("skipped", "held_after_rollback"),
     ]
@@ -117,7 +120,15 @@ def test_a_change_that_helped_is_kept() -> None:
     outputs = Optimizer().apply([*steady(range(0, 30), 50.0), rec(30, 3), *steady(range(31, 65), 85.0)])
     assert [w.value for w in writes(outputs)] == [3]
     (verified,) = [a for a in actions(outputs) if a.decision == "verified"]
-    assert verified.evidence == {"health_before": 50.0, "health_after": 85.0}
+    assert verified.evidence == {"factors": "success+speed", "points_before": 25.0, "points_after": 42.5}
+
+
+def test_no_reversal_soon_after_a_change_so_probing_does_not_flip_flop() -> None:
+    optimizer = Optimizer()
+    first = optimizer.apply([*steady(range(0, 30), 50.0), rec(30, 3), *steady(range(31, 70), 80.0), rec(100, 4, kind="raise_concurrency", current=3)])
+    assert decisions(first) == [("applied", "lower_concurrency"), ("verified", "kept concurrency=3"), ("skipped", "held_after_change")]
+    later = optimizer.apply([health(331, 80.0), rec(331, 4, kind="raise_concurrency", current=3)])
+    assert [(a.decision, a.new_value) for a in actions(later)] == [("applied", 4)]
 
 
 def test_restarts_back_off_and_give_up_after_too_many() -> None:
@@ -161,7 +172,7 @@ def test_settings_are_renewed_before_they_expire() -> None:
 
 
 def test_a_restored_optimizer_continues_exactly() -> None:
-    feed = [*steady(range(0, 30), 80.0), rec(30, 3), *steady(range(31, 65), 55.0), rec(70, 2), *steady(range(70, 120), 60.0), switch(121, "dry_run"), rec(122, 6, kind="raise_concurrency")]
+    feed = [*steady(range(0, 30), 80.0), rec(30, 3), *steady(range(31, 65), 55.0), rec(70, 2), *steady(range(70, 120), 60.0), switch(121, "dry_run"), rec(400, 6, kind="raise_concurrency")]
     whole = Optimizer().apply(feed)
     for k in (10, 31, 50, 90):
         first = Optimizer()

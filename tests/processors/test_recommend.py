@@ -17,7 +17,7 @@ GB = 1024**3
 
 def workload(
     config: dict[str, int], *, rate: int = 100, error_share: float = 0.0, hit_share: float | None = None, duration_ms: float = 1.0,
-    rss: int = GB // 8, host_cpu: float = 30.0, error_type: str = "Throttled",
+    rss: int | None = GB // 8, host_cpu: float = 30.0, error_type: str = "Throttled",
 ) -> Any:  # fmt: skip
     """One component, `rate` operations a second, with its settings reported at the start."""
 
@@ -27,7 +27,8 @@ def workload(
                hits=int(hit_share is not None and i < hit_share * rate), misses=int(hit_share is not None and i >= hit_share * rate))
             for i in range(rate)
         ]  # fmt: skip
-        rows += [system(T0 + second + 0.99, rss=rss), system(T0 + second + 0.995, scope="host", cpu=host_cpu)]
+        rows += [system(T0 + second + 0.99, rss=rss)] if rss is not None else []  # None: its process is sampled under another name
+        rows += [system(T0 + second + 0.995, scope="host", cpu=host_cpu)]
         return {"extractor": ([lifecycle(T0 + second, "started", config)] if second == 0 else []) + rows}
 
     return series
@@ -42,13 +43,20 @@ CASES = {
     "errors at concurrency 4: shed one (AIMD decrease)": (workload({"concurrency": 4}, error_share=0.2), {("lower_concurrency", 4, 3)}),
     "errors at concurrency 20: shed a tenth": (workload({"concurrency": 20}, error_share=0.2), {("lower_concurrency", 20, 18)}),
     "errors at concurrency 1: nothing lower to go to": (workload({"concurrency": 1}, error_share=0.2), set()),
-    "everything fails: restart rather than shed": (workload({"concurrency": 2, "restart_generation": 3}, error_share=1.0), {("restart_component", 3, None)}),
+    "everything fails: restart rather than shed": (
+        workload({"concurrency": 2, "restart_generation": 3}, error_share=1.0, error_type="BrokenProcessPool"), {("restart_component", 3, None)},
+    ),
+    "almost everything is throttled: shed, do not restart": (workload({"concurrency": 2}, error_share=0.95), {("lower_concurrency", 2, 1)}),
     "busy and healthy with CPU to spare: one more (AIMD increase)": (workload({"concurrency": 2}, duration_ms=15.0), {("raise_concurrency", 2, 3)}),
     "busy but the host CPU is saturated: nothing": (workload({"concurrency": 2}, duration_ms=15.0, host_cpu=95.0), set()),
     "idle: nothing": (workload({"concurrency": 2}, duration_ms=1.0), set()),
     "busy with a few errors: not raised": (workload({"concurrency": 2}, duration_ms=15.0, error_share=0.02), set()),
     "hit rate 40 %: double the cache (the ratio capped at 2)": (workload({"cache_size": 256}, hit_share=0.4), {("grow_cache", 256, 512)}),
     "hit rate 60 %: grow by goal / hit rate": (workload({"cache_size": 256}, hit_share=0.6), {("grow_cache", 256, 363)}),
+    "hit rate 40 %, memory sampled under another component: judged by the largest process": (
+        lambda s: {**workload({"cache_size": 256}, hit_share=0.4, rss=None)(s), "sampler": [system(T0 + s + 0.99, rss=GB // 8)]},
+        {("grow_cache", 256, 512)},
+    ),
     "hit rate 90 %: nothing": (workload({"cache_size": 256}, hit_share=0.9), set()),
     "hit rate 40 % with memory half used: not grown": (workload({"cache_size": 256}, hit_share=0.4, rss=int(1.2 * GB)), set()),
     "memory pressure: shrink the cache and the batches": (

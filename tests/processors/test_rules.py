@@ -127,6 +127,9 @@ CASES: dict[str, tuple[str, Series, int, list[tuple[float, str, str]]]] = {
         [(83.0, "pending", "warning"), (113.0, "firing", "warning")],
     ),
     "steady latency stays quiet": ("latency_degradation", lambda s: ops(s, n=30, duration_ms=10.0), 120, []),
+    "sub-millisecond latency tripling is under min_delta": (
+        "latency_degradation", phases((0, lambda s: ops(s, n=30, duration_ms=0.1)), (80, lambda s: ops(s, n=30, duration_ms=0.3))), 120, [],
+    ),
     "an operation that stops has no degradation": ("latency_degradation", phases((0, lambda s: ops(s, n=30, duration_ms=10.0)), (80, silent)), 120, []),
     # efficiency_degradation: efficiency below its baseline
     "efficiency 20 % under baseline is an error after its for": (

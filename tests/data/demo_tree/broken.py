@@ -1,0 +1,2 @@
+def broken(:
+    print("never parsed")
