@@ -30,6 +30,7 @@ ABSENCE_RULES: Final = frozenset({"component_absent"})
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RecommenderSettings:
     ttl_s: float = 60.0  # advice older than this is stale: the optimizer skips it, the recommender re-issues it if it still holds
+    repeat_tolerance: float = 0.1  # a proposal within this fraction of the one in force is the same advice (the optimizer's tolerance)
     min_count: int = 50  # operations (or cache lookups) behind a judgement
     max_error_rate: float = 0.05  # above: overloaded, shed concurrency (the max_error_rate rule's level)
     broken_error_rate: float = 0.9  # above (with errors not of overload types): the component is failing outright, restart it
@@ -231,8 +232,7 @@ class Recommender:
                     continue
                 key = f"{situation.component}/{proposal.kind}"
                 holding.add(key)
-                issued = self._issued.get(key)
-                if issued is not None and issued["proposed"] == proposal.proposed and now_s < issued["expires_at_s"]:
+                if self._in_force(self._issued.get(key), proposal, now_s):
                     continue  # the same advice is still in force: not repeated
                 outputs += self._issue(now_s, key, situation.component, proposal)
         for key in sorted(self._issued.keys() - holding):
@@ -242,6 +242,14 @@ class Recommender:
             outputs.append(LatestOutput("recommendations", key, None))
         return outputs
 
+    def _in_force(self, issued: Mapping[str, Any] | None, proposal: Proposal, now_s: float) -> bool:
+        """Unexpired advice from the same current value whose proposal moved less than the repeat tolerance counts as the same."""
+        if issued is None or now_s >= issued["expires_at_s"] or issued.get("current") != proposal.current:
+            return False
+        if issued["proposed"] is None or proposal.proposed is None:
+            return issued["proposed"] == proposal.proposed
+        return abs(proposal.proposed - issued["proposed"]) <= self.settings.repeat_tolerance * max(abs(issued["proposed"]), 1)
+
     def _issue(self, now_s: float, key: str, component: str, p: Proposal) -> list[Output]:
         self._issued_total += 1
         recommendation = Recommendation(
@@ -249,7 +257,7 @@ class Recommender:
             reason=p.reason, expected_effect=p.expected_effect, priority=p.priority, confidence=p.confidence,
             issued_at_s=now_s, expires_at_s=now_s + self.settings.ttl_s, evidence=p.evidence,
         )  # fmt: skip
-        self._issued[key] = {"proposed": p.proposed, "expires_at_s": recommendation.expires_at_s}
+        self._issued[key] = {"proposed": p.proposed, "current": p.current, "expires_at_s": recommendation.expires_at_s}
         self._dirty.update({("issued", key), ("issued_total",)})
         self._deleted.discard(("issued", key))
         text = encode(recommendation)

@@ -113,6 +113,21 @@ def _ledger_after(log: Any) -> Ledger:
     return ledger
 
 
+def test_a_proposal_that_wanders_a_little_is_the_same_advice_but_a_new_current_value_is_new_advice() -> None:
+    processor = monitor()
+    wandering = processor.apply(items(entries(lambda s: workload({"cache_size": 256}, hit_share=0.5 + (s % 3) * 0.02)(s), 20)))
+    proposals = [json.loads(f["json"])["proposed"] for f in stream_outputs(wandering, "recommendations")]
+    assert proposals == [proposals[0]] and 400 < proposals[0] < 460  # 256 * 0.85 / 0.5..0.54, once
+
+    def obeyed(second: int) -> dict[str, list[list[Any]]]:
+        rows = workload({}, hit_share=0.5)(second)["extractor"]
+        return {"extractor": ([lifecycle(T0 + second, "configured", {"cache_size": 435})] if second == 20 else []) + rows}
+
+    grown = processor.apply(items(entries(obeyed, 5, start=20, seqs={"extractor": 20})))
+    ((current, proposed),) = [(json.loads(f["json"])["current"], json.loads(f["json"])["proposed"]) for f in stream_outputs(grown, "recommendations")]
+    assert current == 435 and 700 < proposed < 760
+
+
 def test_advice_needs_a_live_component() -> None:
     """A component that stopped reporting gets no advice from its old figures."""
     processor = monitor()
