@@ -246,9 +246,10 @@ class Recommender:
         """Unexpired advice from the same current value whose proposal moved less than the repeat tolerance counts as the same."""
         if issued is None or now_s >= issued["expires_at_s"] or issued.get("current") != proposal.current:
             return False
-        if issued["proposed"] is None or proposal.proposed is None:
-            return issued["proposed"] == proposal.proposed
-        return abs(proposal.proposed - issued["proposed"]) <= self.settings.repeat_tolerance * max(abs(issued["proposed"]), 1)
+        previous: int | None = issued["proposed"]
+        if previous is None or proposal.proposed is None:
+            return previous == proposal.proposed
+        return abs(proposal.proposed - previous) <= self.settings.repeat_tolerance * max(abs(previous), 1)
 
     def _issue(self, now_s: float, key: str, component: str, p: Proposal) -> list[Output]:
         self._issued_total += 1
