@@ -3,7 +3,8 @@
     python bench/closed_loop.py [--trials 10] [--churn-per-s 40]
 
 Each trial starts `pipepulse demo` afresh (its own prefix, one shared embedded
-server) over a few hundred files of the standard library at concurrency 2, waits
+server) over about a hundred files of the standard library at concurrency 2, with
+a 16-entry breadcrumb cache so that the extractor keeps working on misses, waits
 until the extractor is healthy with a full window of normal traffic, then injects
 the `throttle` fault (a downstream that admits one call at a time) with
 `pipepulse fault`, and follows the chain through Redis: the `max_error_rate`
@@ -77,7 +78,7 @@ class Follower:
             self.seen.setdefault("alert", body["at_s"])
         elif stream.endswith(":recommendations") and body["kind"] == "lower_concurrency":
             self.seen.setdefault("recommendation", body["issued_at_s"])
-        elif stream.endswith(":actions") and body["decision"] == "applied":
+        elif stream.endswith(":actions") and body["decision"] == "applied" and (body["component"], body["setting"]) == ("extractor", "concurrency"):
             self.seen.setdefault("applied", body["at_s"])
 
 
@@ -86,7 +87,7 @@ def trial(index: int, server: EmbeddedServer, source: Path, state: Path, churn_p
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIPEPULSE_")}
     env |= {"PIPEPULSE_REDIS_URL": server.url, "PIPEPULSE_PREFIX": names.prefix, "PIPEPULSE_STATE_DIR": str(state)}
     demo = subprocess.Popen(
-        [sys.executable, "-m", "processors", "demo", "--source", str(source), "--concurrency", "2", "--churn-per-s", str(churn_per_s)],
+        [sys.executable, "-m", "processors", "demo", "--source", str(source), "--concurrency", "2", "--churn-per-s", str(churn_per_s), "--cache-size", "16"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     client = redis.Redis.from_url(server.url)

@@ -32,7 +32,7 @@ class RecommenderSettings:
     ttl_s: float = 60.0  # advice older than this is stale: the optimizer skips it, the recommender re-issues it if it still holds
     repeat_tolerance: float = 0.1  # a proposal within this fraction of the one in force is the same advice (the optimizer's tolerance)
     min_count: int = 50  # operations (or cache lookups) behind a judgement
-    max_error_rate: float = 0.05  # above: overloaded, shed concurrency (the max_error_rate rule's level)
+    max_error_rate: float = 0.05  # above, with errors of overload types: shed concurrency (the max_error_rate rule's level)
     broken_error_rate: float = 0.9  # above (with errors not of overload types): the component is failing outright, restart it
     decrease_factor: float = 0.9  # AIMD multiplicative decrease (at least one less)
     cache_hit_floor: float = 0.7  # below: grow the cache (the min_cache_hit_rate rule's level)
@@ -115,8 +115,8 @@ def restart(s: Situation) -> Proposal | None:
 
 def lower_concurrency(s: Situation) -> Proposal | None:
     current = s.setting("concurrency")
-    erring = s.error_rate >= s.settings.max_error_rate and (s.error_rate < s.settings.broken_error_rate or s.overloaded_errors)
-    overloaded = erring or bool(s.alerts & LATENCY_RULES)
+    # Only overload errors say that less at once would help; a bug or a broken component fails at any concurrency.
+    overloaded = (s.error_rate >= s.settings.max_error_rate and s.overloaded_errors) or bool(s.alerts & LATENCY_RULES)
     if current is None or current <= 1 or s.count < s.settings.min_count or not overloaded:
         return None
     proposed = max(1, min(current - 1, math.floor(current * s.settings.decrease_factor)))

@@ -25,7 +25,7 @@ from tests.conftest import wait_until
 from tests.processors.test_cli import PIPEPULSE, env_for
 
 NAMES = Names("loop")
-PACKAGES = ("email", "json", "logging", "http", "urllib", "xml", "concurrent", "importlib")  # a few hundred files of the standard library
+PACKAGES = ("email", "json", "logging", "http", "urllib", "xml", "concurrent", "importlib")  # about a hundred files of the standard library
 
 
 def source_tree(tmp_path: Path) -> Path:

@@ -42,6 +42,8 @@ def advice(outputs: Any) -> set[tuple[str, int | None, int | None]]:
 CASES = {
     "errors at concurrency 4: shed one (AIMD decrease)": (workload({"concurrency": 4}, error_share=0.2), {("lower_concurrency", 4, 3)}),
     "errors at concurrency 20: shed a tenth": (workload({"concurrency": 20}, error_share=0.2), {("lower_concurrency", 20, 18)}),
+    "application errors at concurrency 4: less concurrency would not help": (workload({"concurrency": 4}, error_share=0.2, error_type="ValueError"), set()),
+    "a broken pool's first failures: not overload": (workload({"concurrency": 4}, error_share=0.3, error_type="BrokenProcessPool"), set()),
     "errors at concurrency 1: nothing lower to go to": (workload({"concurrency": 1}, error_share=0.2), set()),
     "everything fails: restart rather than shed": (
         workload({"concurrency": 2, "restart_generation": 3}, error_share=1.0, error_type="BrokenProcessPool"), {("restart_component", 3, None)},
