@@ -22,7 +22,7 @@ import redis
 from schemas.alerts import SEVERITIES
 from schemas.codec import PAYLOAD_FIELD, encode_batch
 from schemas.events import AlertCommand, Batch
-from schemas.names import EVENTS_MAXLEN
+from schemas.names import EVENTS_MAXLEN, Names
 
 from processors import matchers as label_matchers
 from processors.config import Config
@@ -176,10 +176,14 @@ def who(by: str | None) -> str:
 
 
 def _send(url: str, config: Config, command: AlertCommand) -> None:
+    with reading(url) as client:
+        send_command(client, config.names, command)
+
+
+def send_command(client: redis.Redis, names: Names, command: AlertCommand) -> None:
     """One batch from a one-off producer (seq 0), appended to the event log like any emitter's."""
     batch = Batch(producer_id=f"cli-{uuid.uuid4().hex}", seq=0, sent_at_s=command.timestamp_s, component=CLI_COMPONENT, pid=os.getpid(), host=socket.gethostname(), dropped_total=0, invalid_total=0, events=(command,))
-    with reading(url) as client:
-        client.xadd(config.names.events, {PAYLOAD_FIELD: encode_batch(batch)}, maxlen=EVENTS_MAXLEN, approximate=True)
+    client.xadd(names.events, {PAYLOAD_FIELD: encode_batch(batch)}, maxlen=EVENTS_MAXLEN, approximate=True)
 
 
 def await_condition(url: str, condition: Callable[[redis.Redis], Any], timeout_s: float = 5.0) -> bool:

@@ -16,10 +16,10 @@ from types import FrameType
 import click
 import redis
 
-from schemas.control import DEMO_FAULTS, MODES, PRIORITIES
+from schemas.control import DEMO_FAULTS, MODES
 from schemas.names import DERIVED_STREAMS, Names
 
-from processors import alerts_cli
+from processors import alerts_cli, api, web
 from processors.alerts_cli import duration_s, reading
 from processors.config import Config
 from processors.connect import embedded, server_url
@@ -27,7 +27,7 @@ from processors.contract import Processor, to_json
 from processors.errors import ProcessorError
 from processors.replay import replay as replay_log
 from processors.optimizer_cli import ensure_optimizer_groups, optimizer
-from processors.runtime import Ticker, Worker, ensure_group, runtime_report, tune_gc
+from processors.runtime import Ticker, Worker, ensure_group, tune_gc
 from processors.service import serve, stop_on_signals
 from processors.monitor import MonitorProcessor
 from processors.rules import RuleError
@@ -101,13 +101,14 @@ def tail_command(config: Config, short: str, from_start: bool, count: int | None
 @click.option("--log-alerts/--no-log-alerts", default=True, show_default=True, help="Log every alert event, one line each, in this output.")
 @click.option("--optimizer/--no-optimizer", "with_optimizer", default=True, show_default=True, help="Also run the optimizer (pipepulse optimizer) as its own process.")
 @click.option("--optimizer-mode", type=click.Choice(MODES), default=None, help="Switch the optimizer to this mode at start (default PIPEPULSE_OPTIMIZER_MODE).")
+@click.option("--web/--no-web", "with_web", default=True, show_default=True, help="Also serve the API and /metrics (pipepulse web) on 127.0.0.1.")
 @click.pass_obj
-def run(config: Config, demo: bool, rules_file: Path | None, alert_webhook: str | None, log_alerts: bool, with_optimizer: bool, optimizer_mode: str | None) -> None:
+def run(config: Config, demo: bool, rules_file: Path | None, alert_webhook: str | None, log_alerts: bool, with_optimizer: bool, optimizer_mode: str | None, with_web: bool) -> None:
     """Run every processor, the ticker and the optimizer until Ctrl-C or SIGTERM; a second `run` waits as a hot standby."""
     config = dataclasses.replace(
         config, rules_file=rules_file or config.rules_file, alert_webhook_url=alert_webhook or config.alert_webhook_url, optimizer_mode=optimizer_mode or config.optimizer_mode
     )
-    serve_all(config, log_alerts=log_alerts, with_optimizer=with_optimizer, pipeline=["--churn-per-s", "20"] if demo else None)
+    serve_all(config, log_alerts=log_alerts, with_optimizer=with_optimizer, with_web=with_web, pipeline=["--churn-per-s", "20"] if demo else None)
 
 
 @cli.command()
@@ -130,7 +131,7 @@ def demo(config: Config, source: Path | None, concurrency: int, cache_size: int,
         with server_url(config) as url, reading(url) as client:
             client.hset(config.names.demo_faults, mapping=dict.fromkeys(faults, until_s))
     click.echo("in another terminal: pipepulse status | pipepulse alerts list | pipepulse optimizer status | pipepulse fault throttle --for 2m")
-    serve_all(config, log_alerts=True, with_optimizer=True, pipeline=arguments)
+    serve_all(config, log_alerts=True, with_optimizer=True, with_web=True, pipeline=arguments)
 
 
 @cli.command()
@@ -149,7 +150,26 @@ def fault(config: Config, kind: str, for_: str) -> None:
     click.echo(f"fault {kind} injected for {for_}; watch: pipepulse status, pipepulse optimizer status")
 
 
-def serve_all(config: Config, *, log_alerts: bool, with_optimizer: bool, pipeline: list[str] | None) -> None:
+@cli.command(name="web")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (keep it on loopback unless behind a proxy).")
+@click.option("--port", type=int, default=None, help="Port (default PIPEPULSE_WEB_PORT or 8765).")
+@click.option("--allow-host", multiple=True, help="A further Host header to accept, host:port (repeatable).")
+@click.pass_obj
+def web_command(config: Config, host: str, port: int | None, allow_host: tuple[str, ...]) -> None:
+    """Serve the JSON API, /metrics and live updates until Ctrl-C or SIGTERM (changes need the token)."""
+    token, token_path = web.token_for(config.state_dir, config.web_token)
+    settings = web.WebSettings(host=host, port=port or config.web_port, token=token, extra_hosts=allow_host)
+    with server_url(config) as url:
+        client = redis.Redis.from_url(url, socket_timeout=5)
+        click.echo(f"pipepulse web on http://127.0.0.1:{settings.port}/ (API under /api, Prometheus at /metrics)")
+        click.echo(f"changes need the {web.TOKEN_HEADER} header: " + (f"the token in {token_path}" if token_path else "PIPEPULSE_WEB_TOKEN"))
+        try:
+            web.serve(client, config.names, settings)
+        finally:
+            client.close()
+
+
+def serve_all(config: Config, *, log_alerts: bool, with_optimizer: bool, with_web: bool, pipeline: list[str] | None) -> None:
     """The processors and ticker in threads; the alert forwarder, the optimizer and the demo pipeline as processes."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     processors = all_processors(config)  # rules are checked before anything starts
@@ -176,6 +196,8 @@ def serve_all(config: Config, *, log_alerts: bool, with_optimizer: bool, pipelin
             started = [_start_alert_forwarder(url, config, log_alerts)] if forward else []
             if with_optimizer:
                 started.append(_start_optimizer(url, config))
+            if with_web:
+                started.append(subprocess.Popen([sys.executable, "-m", "processors", "web"], env=_child_env(url, config)))
             if pipeline is not None:
                 started.append(_start_pipeline(url, config, pipeline))
             return started
@@ -227,21 +249,14 @@ def status(config: Config, as_json: bool) -> None:
     with server_url(config) as url:
         client = redis.Redis.from_url(url, socket_timeout=5)
         try:
-            latest = {k.decode(): v.decode() for k, v in client.hgetall(config.names.latest("stats")).items()}  # type: ignore[union-attr]
-            health_text = client.hget(config.names.latest("health"), "current")
-            active = sorted((json.loads(v) for v in client.hvals(config.names.latest("alerts"))), key=alerts_cli.worst_first)
-            advice = sorted((json.loads(v) for v in client.hvals(config.names.latest("recommendations"))), key=lambda r: (-PRIORITIES.index(r["priority"]), r["component"]))
-            optimizer_text = client.hget(config.names.latest("optimizer"), "state")
-            runtime = runtime_report(client, config.names)
+            view = api.overview(client, config.names)
         except redis.RedisError as exc:
             raise click.ClickException(f"reading status from {url}: {exc}") from exc
         finally:
             client.close()
-    health = json.loads(health_text) if health_text else None
-    optimizer_state = json.loads(optimizer_text) if optimizer_text else None
+    health, latest, active, advice, optimizer_state, runtime = (view[k] for k in ("health", "stats", "alerts", "recommendations", "optimizer", "runtime"))
     if as_json:
-        document = {"components": {k: json.loads(v) for k, v in latest.items()}, "health": health, "alerts": active, "recommendations": advice, "optimizer": optimizer_state}
-        click.echo(to_json({**document, "runtime": runtime}))
+        click.echo(to_json({"components": {k: json.loads(v) for k, v in latest.items()}, **{k: view[k] for k in ("health", "alerts", "recommendations", "optimizer", "runtime")}}))
         return
     if health is not None:
         click.echo(health_summary(health))

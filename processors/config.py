@@ -39,6 +39,8 @@ class Config:
     alert_webhook_url: str | None = None
     optimizer_redis_url: str | None = None  # the optimizer's own credentials (it alone may write control settings)
     optimizer_mode: str | None = None  # None: keep the mode the optimizer had (enabled when new)
+    web_port: int = 8765
+    web_token: str | None = None  # None: one kept in the state directory, made on first use
 
     @property
     def names(self) -> Names:
@@ -89,6 +91,8 @@ class Config:
             alert_webhook_url=env.get("PIPEPULSE_ALERT_WEBHOOK_URL") or None,
             optimizer_redis_url=env.get("PIPEPULSE_OPTIMIZER_REDIS_URL") or None,
             optimizer_mode=_mode(env.get("PIPEPULSE_OPTIMIZER_MODE") or None),
+            web_port=_number(env, "PIPEPULSE_WEB_PORT", int, 8765, minimum=1),
+            web_token=env.get("PIPEPULSE_WEB_TOKEN") or None,
         )
 
 

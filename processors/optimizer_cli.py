@@ -61,9 +61,14 @@ def optimizer(ctx: click.Context, mode: str | None) -> None:
 
 
 def send_switch(url: str, names: Names, mode: str, by: str, reason: str) -> None:
-    command = OptimizerCommand(mode=mode, by=by, reason=reason, at_s=time.time())
     with reading(url) as client:
-        client.xadd(names.stream("optimizer_commands"), {"json": encode(command)}, maxlen=names.maxlen("optimizer_commands"), approximate=True)
+        switch(client, names, mode, by, reason)
+
+
+def switch(client: redis.Redis, names: Names, mode: str, by: str, reason: str) -> None:
+    """Append an OptimizerCommand: the optimizer reads it before any advice in the same read."""
+    command = OptimizerCommand(mode=mode, by=by, reason=reason, at_s=time.time())
+    client.xadd(names.stream("optimizer_commands"), {"json": encode(command)}, maxlen=names.maxlen("optimizer_commands"), approximate=True)
 
 
 def _state(client: redis.Redis, names: Names) -> dict[str, Any]:

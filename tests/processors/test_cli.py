@@ -23,7 +23,7 @@ PIPEPULSE = [sys.executable, "-m", "processors"]
 
 def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIPEPULSE_")}
-    return {**env, "PIPEPULSE_STATE_DIR": str(tmp_path / "state"), **extra}
+    return {**env, "PIPEPULSE_STATE_DIR": str(tmp_path / "state"), "PIPEPULSE_WEB_PORT": str(free_port()), **extra}
 
 
 def test_server_runs_in_the_foreground_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:

@@ -1,0 +1,143 @@
+"""`pipepulse web` as users run it, over snapshots a real monitor derived: the API, /metrics, and its guards."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import redis
+from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.parser import text_string_to_metric_families
+
+from schemas.codec import PAYLOAD_FIELD, decode_batch
+from schemas.events import AlertCommand
+from schemas.names import Names
+
+from processors.embedded import EmbeddedServer, free_port
+from processors.runtime import write_outputs
+
+from tests.conftest import wait_until
+from tests.processors.alerting import run, spread
+from tests.processors.helpers import T0, op, system
+from tests.processors.test_cli import PIPEPULSE, env_for
+
+TOKEN = "test-token-123"
+
+
+class Site:
+    def __init__(self, port: int, names: Names) -> None:
+        self.port, self.names = port, names
+        self.host = f"127.0.0.1:{port}"
+
+    def request(self, method: str, path: str, *, headers: dict[str, str] | None = None, body: Any = None) -> tuple[int, dict[str, str], str]:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            payload = None if body is None else json.dumps(body)
+            connection.request(method, path, body=payload, headers={"Host": self.host, **(headers or {})})
+            response = connection.getresponse()
+            return response.status, dict(response.getheaders()), response.read().decode()
+        finally:
+            connection.close()
+
+
+def faulty(second: int) -> dict[str, list[list[Any]]]:
+    """A parser failing 30 % of the time, with a process sample: a firing max_error_rate alert."""
+    return {"parser": [*spread(second, 40, lambda ts: op(ts, ok=int(ts * 40) % 10 >= 3, error_type="E", duration_ms=20.0)), system(T0 + second + 0.9, rss=5_000_000, cpu=25.0)]}
+
+
+@pytest.fixture
+def site(real_server: EmbeddedServer, tmp_path: Path) -> Iterator[Site]:
+    names = Names(f"w{uuid.uuid4().hex[:8]}")
+    with redis.Redis.from_url(real_server.url) as client:
+        write_outputs(client, names, run(faulty, 15))
+    port = free_port()
+    env = env_for(tmp_path, PIPEPULSE_REDIS_URL=real_server.url, PIPEPULSE_PREFIX=names.prefix, PIPEPULSE_WEB_TOKEN=TOKEN)
+    proc = subprocess.Popen([*PIPEPULSE, "web", "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    found = Site(port, names)
+
+    def up() -> bool:
+        try:
+            return found.request("GET", "/api/overview")[0] == 200
+        except OSError:
+            return False
+
+    try:
+        wait_until(up, timeout_s=20, what="the web server")
+        yield found
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=20)
+
+
+def test_metrics_parse_and_carry_the_derived_figures(site: Site) -> None:
+    status, headers, text = site.request("GET", "/metrics")
+    assert status == 200 and headers["Content-Type"] == CONTENT_TYPE_LATEST
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    expected = {
+        "pipepulse_health_score", "pipepulse_component_health_score", "pipepulse_operations_per_second", "pipepulse_error_ratio",
+        "pipepulse_operation_duration_seconds", "pipepulse_cache_hit_ratio", "pipepulse_process_cpu_ratio", "pipepulse_process_resident_memory_bytes",
+        "pipepulse_alerts_active", "pipepulse_processor_lag_entries", "pipepulse_optimizer_mode", "pipepulse_recommendations_active",
+    }  # fmt: skip
+    assert expected <= families.keys()
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples}
+    assert samples[("pipepulse_error_ratio", (("component", "parser"),))] == pytest.approx(0.3, abs=0.03)
+    assert samples[("pipepulse_operation_duration_seconds", (("component", "parser"), ("quantile", "0.5")))] == pytest.approx(0.02, rel=0.02)
+    assert samples[("pipepulse_process_resident_memory_bytes", (("component", "parser"), ("process", "100@h1")))] == 5_000_000
+    assert samples[("pipepulse_alerts_active", (("severity", "critical"), ("state", "firing")))] >= 1
+    assert 0 <= samples[("pipepulse_health_score", ())] < 100
+
+
+def test_the_api_serves_the_snapshots(site: Site) -> None:
+    status, headers, text = site.request("GET", "/api/overview")
+    overview = json.loads(text)
+    assert status == 200 and headers["Content-Type"].startswith("application/json")
+    assert overview["components"]["parser"]["error_rate"] == pytest.approx(0.3, abs=0.03)
+    assert {a["rule"] for a in overview["alerts"]} >= {"max_error_rate"}
+    status, _, text = site.request("GET", "/api/health?count=3")
+    assert status == 200 and 1 <= len(json.loads(text)) <= 3
+    assert site.request("GET", "/api/alerts?count=x")[0] == 400
+
+
+def test_a_foreign_host_is_refused_and_every_response_has_the_csp(site: Site) -> None:
+    assert site.request("GET", "/api/overview", headers={"Host": "evil.example"})[0] == 403
+    assert site.request("GET", "/metrics", headers={"Host": f"attacker.test:{site.port}"})[0] == 403
+    _, headers, _ = site.request("GET", "/api/overview")
+    assert "default-src 'self'" in headers["Content-Security-Policy"] and "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+    assert headers["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({}, 403),  # no token
+        ({"X-Pipepulse-Token": "wrong", "Origin": "http://127.0.0.1:{port}"}, 403),
+        ({"X-Pipepulse-Token": TOKEN, "Origin": "http://evil.example"}, 403),
+        ({"X-Pipepulse-Token": TOKEN}, 403),  # no Origin
+        ({"X-Pipepulse-Token": TOKEN, "Origin": "http://127.0.0.1:{port}"}, 202),
+    ],
+)
+def test_a_change_needs_the_token_and_the_own_origin(site: Site, real_server: EmbeddedServer, headers: dict[str, str], status: int) -> None:
+    overview = json.loads(site.request("GET", "/api/overview")[2])
+    (fingerprint,) = [a["fingerprint"] for a in overview["alerts"] if a["rule"] == "max_error_rate"]
+    sent = {k: v.format(port=site.port) for k, v in headers.items()}
+    got, response_headers, text = site.request("POST", f"/api/alerts/{fingerprint}/ack", headers={**sent, "Content-Type": "application/json"}, body={"reason": "on it", "by": "alice"})
+    assert got == status, text
+    assert "Content-Security-Policy" in response_headers
+    with redis.Redis.from_url(real_server.url) as client:
+        entries: list[tuple[bytes, dict[bytes, bytes]]] = client.xrange(site.names.events)  # type: ignore[assignment]
+    commands = [e for _, fields in entries for e in decode_batch(fields[PAYLOAD_FIELD]).batch.events if isinstance(e, AlertCommand)]
+    assert [(c.action, c.target, c.by, c.reason) for c in commands] == ([("ack", fingerprint, "alice", "on it")] if status == 202 else [])
+
+
+def test_the_optimizer_switch_is_a_change_too(site: Site, real_server: EmbeddedServer) -> None:
+    origin = {"X-Pipepulse-Token": TOKEN, "Origin": f"http://{site.host}", "Content-Type": "application/json"}
+    assert site.request("POST", "/api/optimizer/mode", headers=origin, body={"mode": "off"})[0] == 400
+    assert site.request("POST", "/api/optimizer/mode", headers=origin, body={"mode": "disabled", "reason": "incident"})[0] == 202
+    with redis.Redis.from_url(real_server.url) as client:
+        (entry,) = client.xrange(site.names.stream("optimizer_commands"))  # type: ignore[misc]
+    assert json.loads(entry[1][b"json"])["mode"] == "disabled"
