@@ -42,3 +42,8 @@ def recent(client: redis.Redis, names: Names, short: str, count: int) -> list[di
     """The newest `count` entries of a derived stream, oldest first, their `json` field decoded."""
     entries = cast(list[tuple[bytes, dict[bytes, bytes]]], client.xrevrange(names.stream(short), count=count))
     return [json.loads(fields[b"json"]) for _, fields in reversed(entries) if b"json" in fields]
+
+
+def latest_forecasts(client: redis.Redis, names: Names) -> dict[str, Any]:
+    """The newest forecast documents per series (metric -> models, predictions with their band, thresholds)."""
+    return {series: json.loads(text) for series, text in _hash(client, names.latest("forecasts")).items()}

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Literal
 
+import plotly
 import redis
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -29,8 +30,16 @@ from processors.optimizer_cli import switch
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 TOKEN_HEADER = "X-Pipepulse-Token"
-CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+# plotly.js adds <style> elements, so styles may be inline; scripts may only come from this server.
+CSP = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
 SECURITY_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY", "Cache-Control": "no-store"}
+DASHBOARD = Path(__file__).parent / "dashboard"
+# Served from disk: the page, its script and style, and the plotly.js inside the plotly wheel (no CDN: it works offline).
+STATIC = {
+    "dashboard.js": DASHBOARD / "dashboard.js",
+    "dashboard.css": DASHBOARD / "dashboard.css",
+    "plotly.min.js": Path(plotly.__file__).parent / "package_data" / "plotly.min.js",
+}
 LIVE_INTERVAL_S = 1.0  # how often the live stream looks for new snapshots
 MAX_RECENT = 1000
 
@@ -106,6 +115,18 @@ def make_app(client: redis.Redis, names: Names, settings: WebSettings) -> web.Ap
     app.router.add_get("/api/overview", overview)
     for short in ("alerts", "health", "stats", "forecasts", "recommendations", "actions"):
         app.router.add_get(f"/api/{short}", stream_of(short))
+    async def forecasts(request: web.Request) -> web.Response:
+        return _json(await asyncio.to_thread(api.latest_forecasts, client, names))
+
+    async def static(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC[request.match_info["name"]])
+
+    async def page(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(DASHBOARD / "index.html")
+
+    app.router.add_get("/", page)
+    app.router.add_get("/static/{name:(dashboard\\.js|dashboard\\.css|plotly\\.min\\.js)}", static)
+    app.router.add_get("/api/forecasts/latest", forecasts)
     app.router.add_get("/api/live", live)
     app.router.add_post("/api/alerts/{fingerprint}/ack", ack)
     app.router.add_post("/api/alerts/{fingerprint}/unack", ack)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import subprocess
 import uuid
 from pathlib import Path
@@ -141,3 +142,18 @@ def test_the_optimizer_switch_is_a_change_too(site: Site, real_server: EmbeddedS
     with redis.Redis.from_url(real_server.url) as client:
         (entry,) = client.xrange(site.names.stream("optimizer_commands"))  # type: ignore[misc]
     assert json.loads(entry[1][b"json"])["mode"] == "disabled"
+
+
+def test_the_dashboard_page_and_its_scripts_are_served_locally(site: Site) -> None:
+    status, headers, page = site.request("GET", "/")
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    sources = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert sources and all(s.startswith("/static/") for s in sources)  # nothing from a CDN: it works offline
+    for source in sources:
+        got, served, body = site.request("GET", source)
+        assert got == 200 and "Content-Security-Policy" in served, source
+    assert len(site.request("GET", "/static/plotly.min.js")[2]) > 1_000_000  # the bundle from the plotly wheel
+    assert site.request("GET", "/static/../web.py")[0] == 404
+    assert "innerHTML" not in site.request("GET", "/static/dashboard.js")[2]  # names are rendered as text only
+    forecasts = json.loads(site.request("GET", "/api/forecasts/latest")[2])
+    assert isinstance(forecasts, dict)
