@@ -28,7 +28,7 @@ from processors.errors import ProcessorError
 from processors.replay import replay as replay_log
 from processors.optimizer_cli import ensure_optimizer_groups, optimizer
 from processors.runtime import Ticker, Worker, ensure_group, tune_gc
-from processors.service import serve, stop_on_signals
+from processors.service import Child, serve, stop_on_signals
 from processors.monitor import MonitorProcessor
 from processors.rules import RuleError
 from processors.status import health_summary
@@ -165,6 +165,8 @@ def web_command(config: Config, host: str, port: int | None, allow_host: tuple[s
         click.echo(f"changes need the {web.TOKEN_HEADER} header: " + (f"the token in {token_path}" if token_path else "PIPEPULSE_WEB_TOKEN"))
         try:
             web.serve(client, config.names, settings)
+        except OSError as exc:
+            raise click.ClickException(f"cannot serve on {settings.host}:{settings.port} ({exc.strerror}): choose another port with --port or PIPEPULSE_WEB_PORT") from exc
         finally:
             client.close()
 
@@ -192,14 +194,15 @@ def serve_all(config: Config, *, log_alerts: bool, with_optimizer: bool, with_we
         click.echo(f"recommendations: {names.stream('recommendations')}; optimizer decisions: {names.stream('actions')}")
         click.echo("see the numbers with: pipepulse status   (alerts: pipepulse alerts list; optimizer: pipepulse optimizer status)")
 
-        def children() -> list[subprocess.Popen[bytes]]:
-            started = [_start_alert_forwarder(url, config, log_alerts)] if forward else []
+        def children() -> list[Child]:
+            started = [(_start_alert_forwarder(url, config, log_alerts), True)] if forward else []
             if with_optimizer:
-                started.append(_start_optimizer(url, config))
+                started.append((_start_optimizer(url, config), True))
             if with_web:
-                started.append(subprocess.Popen([sys.executable, "-m", "processors", "web"], env=_child_env(url, config)))
+                # The web server is a window, not a part: if its port is taken, the rest runs on without it.
+                started.append((subprocess.Popen([sys.executable, "-m", "processors", "web"], env=_child_env(url, config)), False))
             if pipeline is not None:
-                started.append(_start_pipeline(url, config, pipeline))
+                started.append((_start_pipeline(url, config, pipeline), True))
             return started
 
         serve(stop, runners, children)

@@ -26,7 +26,7 @@ class OptimizerSettings:
     verify_s: float = 30.0  # how long after a change its effect is watched
     worse_by_points: float = 10.0  # a health drop this large after a change rolls it back
     rollback_hold_s: float = 300.0  # a change rolled back is not tried again in that direction this long
-    reversal_hold_s: float = 300.0  # after a change, none the other way this long (AIMD probing would flip-flop)
+    reversal_hold_s: float = 300.0  # after a step down, no step up this long (AIMD probing would flip-flop)
     setting_ttl_s: float = 600.0  # control settings expire unless renewed, so a dead optimizer's settings fade away
     restart_backoff_s: float = 10.0
     restart_backoff_max_s: float = 300.0

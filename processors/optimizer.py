@@ -23,7 +23,6 @@ from processors.contract import ControlOutput, Item, LatestOutput, Output, PartK
 from processors.control_policy import OptimizerSettings
 
 ISSUER = "optimizer"
-_OTHER = {"up": "down", "down": "up"}
 STREAMS = ("optimizer_commands", "health", "recommendations")  # commands first: a kill switch takes effect before the advice read with it
 
 
@@ -123,7 +122,9 @@ class Optimizer:
         version = held.get("version", 0) + 1
         baseline = self._health_around(rec.component, rec.setting, now - self.settings.verify_s, now)
         direction = "up" if new > old else "down"
-        holds = {**held.get("hold", {}), _OTHER[direction]: [now + self.settings.reversal_hold_s, "held_after_change"]} if verify else held.get("hold", {})
+        # After a step down, no step back up for a while (AIMD probing would flip-flop); a step down is never held:
+        # shedding load or memory is the safe direction, and an overload must be answered at once.
+        holds = {**held.get("hold", {}), "up": [now + self.settings.reversal_hold_s, "held_after_change"]} if verify and direction == "down" else held.get("hold", {})
         self._settings[key] = {
             **held, "component": rec.component, "setting": rec.setting, "value": new, "previous": old, "version": version, "changed_at_s": now,
             "expires_at_s": now + self.settings.setting_ttl_s, "recommendation_id": rec.recommendation_id,

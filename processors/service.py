@@ -27,23 +27,34 @@ def stop_on_signals() -> threading.Event:
     return stop
 
 
-def serve(stop: threading.Event, runners: Sequence[Runner], start_children: Callable[[], list[subprocess.Popen[bytes]]] = list) -> None:
-    """Run every runner in its own thread and the children as processes; stop them all when `stop` is set."""
+Child = tuple[subprocess.Popen[bytes], bool]  # a helper process, and whether everything stops when it exits
+
+
+def serve(stop: threading.Event, runners: Sequence[Runner], start_children: Callable[[], list[Child]] = list) -> None:
+    """Run every runner in its own thread and the children as processes; stop them all when `stop` is set.
+
+    A required child that exits stops everything; an optional one (the web server) is reported and left stopped.
+    """
     threads = [threading.Thread(target=r.run, args=(stop,), name=type(r).__name__) for r in runners]
     for thread in threads:
         thread.start()
-    children: list[subprocess.Popen[bytes]] = []
+    children: list[Child] = []
     try:
         children = start_children()
         while not stop.wait(0.5):
             if any(not t.is_alive() for t in threads):
                 raise click.ClickException("a worker thread stopped unexpectedly; see the log above")
-            for child in children:
-                if child.poll() is not None:
-                    raise click.ClickException(f"{' '.join(map(str, child.args))} exited with status {child.returncode}; see the log above")  # type: ignore[arg-type]
+            for child, required in list(children):
+                if child.poll() is None:
+                    continue
+                what = f"{' '.join(map(str, child.args))} exited with status {child.returncode}; see the log above"  # type: ignore[arg-type]
+                if required:
+                    raise click.ClickException(what)
+                click.echo(f"warning: {what} (everything else keeps running)", err=True)
+                children.remove((child, required))
     finally:
         stop.set()
-        for child in children:
+        for child, _ in children:
             child.terminate()
             child.wait()
         for thread in threads:

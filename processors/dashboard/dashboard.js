@@ -110,6 +110,7 @@ async function renderHistory() {
   const rows = [];
   for (const [name, metrics] of Object.entries(forecasts)) {
     for (const [metric, doc] of Object.entries(metrics || {})) {
+      if (!doc || !doc.models) continue; // not enough points for this metric yet
       const soon = (doc.predictions || []).find((p) => p.in_s === 600) || {};
       const crossing = (doc.thresholds || []).map((t) => t.band_in_s).filter((v) => v !== null && v !== undefined);
       const band = soon.low === undefined ? "-" : fixed(soon.low, 2) + " .. " + fixed(soon.high, 2);

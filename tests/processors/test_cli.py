@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -141,3 +142,24 @@ def test_run_folds_several_emitting_processes_and_status_and_replay_report_them(
         out, err = run.communicate(timeout=30)
     assert run.returncode == 0, err
     assert "e2e:events" in out
+
+
+def test_run_keeps_going_without_the_web_server_when_its_port_is_taken(real_server: EmbeddedServer, tmp_path: Path) -> None:
+    client = redis.Redis.from_url(real_server.url)
+    client.flushall()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env = env_for(tmp_path, PIPEPULSE_REDIS_URL=real_server.url, PIPEPULSE_WEB_PORT=str(taken.getsockname()[1]))
+        run = subprocess.Popen([*PIPEPULSE, "run", "--no-log-alerts"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_until(lambda: client.hget("pipepulse:runtime", "monitor") and client.hget("pipepulse:runtime", "optimizer"), timeout_s=30, what="the processors")
+            client.hdel("pipepulse:runtime", "monitor")
+            wait_until(lambda: client.hget("pipepulse:runtime", "monitor"), timeout_s=30, what="the monitor still running after the web server gave up")
+            assert run.poll() is None
+        finally:
+            run.send_signal(signal.SIGTERM)
+            _, err = run.communicate(timeout=60)
+    assert run.returncode == 0, err
+    assert "cannot serve on 127.0.0.1" in err and "everything else keeps running" in err
+    client.close()

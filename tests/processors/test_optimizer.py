@@ -129,6 +129,9 @@ def test_no_reversal_soon_after_a_change_so_probing_does_not_flip_flop() -> None
     assert decisions(first) == [("applied", "lower_concurrency"), ("verified", "kept concurrency=3"), ("skipped", "held_after_change")]
     later = optimizer.apply([health(331, 80.0), rec(331, 4, kind="raise_concurrency", current=3)])
     assert [(a.decision, a.new_value) for a in actions(later)] == [("applied", 4)]
+    # a step up never holds back a step down: an overload right after probing is answered at once
+    overload = optimizer.apply([*steady(range(332, 370), 80.0), rec(370, 3)])
+    assert [(a.decision, a.new_value) for a in actions(overload) if a.decision != "verified"] == [("applied", 3)]
 
 
 def test_restarts_back_off_and_give_up_after_too_many() -> None:
