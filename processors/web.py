@@ -206,4 +206,5 @@ def token_for(state_dir: Path, given: str | None) -> tuple[str, Path | None]:
 
 def serve(client: redis.Redis, names: Names, settings: WebSettings) -> None:
     """Until SIGTERM or Ctrl-C."""
-    web.run_app(make_app(client, names, settings), host=settings.host, port=settings.port, print=None, access_log=None)
+    # Live streams never end by themselves: give them a second to finish, not aiohttp's default minute.
+    web.run_app(make_app(client, names, settings), host=settings.host, port=settings.port, print=None, access_log=None, shutdown_timeout=1.0)
