@@ -27,6 +27,7 @@ from processors.contract import Processor, to_json
 from processors.errors import ProcessorError
 from processors.replay import replay as replay_log
 from processors.optimizer_cli import ensure_optimizer_groups, optimizer
+from processors.report_cli import report
 from processors.runtime import Ticker, Worker, ensure_group, tune_gc
 from processors.service import Child, serve, stop_on_signals
 from processors.monitor import MonitorProcessor
@@ -275,10 +276,10 @@ def status(config: Config, as_json: bool) -> None:
     if optimizer_state:
         settings = ", ".join(f"{k}={v['value']}" for k, v in optimizer_state["settings"].items()) or "none"
         click.echo(f"optimizer: {optimizer_state['mode']}; settings in force: {settings} (decisions: pipepulse optimizer status)")
-    for name, report in sorted(runtime.items()):
+    for name, figures in sorted(runtime.items()):
         click.echo(
-            f"processor {name}: {report['events_per_s']:,.0f} events/s, lag {report['lag_entries']} entries, "
-            f"commit p99 {report['commit_ms_p99'] or 0:.1f} ms, dead letters {report['dead_letters_total']}, missing batches {report['missing_batches_total']}"
+            f"processor {name}: {figures['events_per_s']:,.0f} events/s, lag {figures['lag_entries']} entries, "
+            f"commit p99 {figures['commit_ms_p99'] or 0:.1f} ms, dead letters {figures['dead_letters_total']}, missing batches {figures['missing_batches_total']}"
         )
 
 
@@ -308,6 +309,7 @@ def replay(config: Config, into_prefix: str | None, decode_workers: int | None) 
 
 cli.add_command(alerts_cli.alerts)
 cli.add_command(optimizer)
+cli.add_command(report)
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Literal
 
+import click
 import plotly
 import redis
 from aiohttp import web
@@ -24,9 +25,12 @@ from schemas.events import AlertCommand
 from schemas.names import Names
 
 from processors import api, exposition
-from processors.alerts_cli import CLI_COMPONENT, send_command
+from processors.alerts_cli import CLI_COMPONENT, duration_s, send_command
 from processors.contract import to_json
 from processors.optimizer_cli import switch
+from processors.report_cli import read_streams
+from processors.report_html import page_policy, render_html
+from processors.reporting import build_report, newest_window_end_s
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 TOKEN_HEADER = "X-Pipepulse-Token"
@@ -60,7 +64,9 @@ class WebSettings:
         return frozenset(f"http://{host}" for host in self.hosts)
 
 
-def make_app(client: redis.Redis, names: Names, settings: WebSettings) -> web.Application:
+def make_app(client: redis.Redis, names: Names, settings: WebSettings, text_client: redis.Redis | None = None) -> web.Application:
+    """`text_client` (decoding responses) reads the streams for reports; by default one like `client`."""
+    texts = text_client or redis.Redis(connection_pool=redis.ConnectionPool(**{**client.connection_pool.connection_kwargs, "decode_responses": True}))
     app = web.Application(middlewares=[_guard(settings)])
 
     def read() -> dict[str, Any]:
@@ -124,6 +130,23 @@ def make_app(client: redis.Redis, names: Names, settings: WebSettings) -> web.Ap
     async def page(request: web.Request) -> web.FileResponse:
         return web.FileResponse(DASHBOARD / "index.html")
 
+    async def period_report(request: web.Request) -> web.Response:
+        try:
+            since_s = duration_s(request.query.get("since", "24h"))
+        except click.BadParameter as exc:
+            raise web.HTTPBadRequest(text=str(exc)) from exc
+        entries = await asyncio.to_thread(read_streams, texts, names, False)
+        until_s = newest_window_end_s(entries)
+        if until_s is None:
+            raise web.HTTPNotFound(text="no statistics yet: nothing to report")
+        document = await asyncio.to_thread(build_report, entries, prefix=names.prefix, since_s=since_s, until_s=until_s)
+        if request.path.startswith("/api/"):
+            return _json(document)
+        page = await asyncio.to_thread(render_html, document)
+        return web.Response(text=page, content_type="text/html", headers={"Content-Security-Policy": page_policy()})
+
+    app.router.add_get("/report", period_report)
+    app.router.add_get("/api/report", period_report)
     app.router.add_get("/", page)
     app.router.add_get("/static/{name:(dashboard\\.js|dashboard\\.css|plotly\\.min\\.js)}", static)
     app.router.add_get("/api/forecasts/latest", forecasts)

@@ -126,3 +126,13 @@ def test_nothing_outside_the_dashboard_was_fetched(demo: Demo, browser_page: tup
     page.goto(demo.url)
     page.wait_for_selector("#health-chart .main-svg", timeout=30_000)
     assert requested and all(url.startswith(demo.url.rstrip("/")) for url in requested), [u for u in requested if not u.startswith(demo.url)]
+
+
+def test_the_report_page_renders_its_charts_under_its_own_policy(demo: Demo, browser_page: tuple[Any, list[str]]) -> None:
+    page, errors = browser_page
+    violations: list[str] = []
+    page.on("console", lambda message: violations.append(message.text) if "Content Security Policy" in message.text else None)
+    wait_until(lambda: demo.client.xlen(f"{demo.prefix}:stats") > 0, timeout_s=30, what="a closed window")
+    page.goto(demo.url + "report?since=1h")
+    page.wait_for_selector("#charts .main-svg", timeout=30_000)
+    assert errors == [] and violations == []

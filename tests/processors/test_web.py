@@ -157,3 +157,14 @@ def test_the_dashboard_page_and_its_scripts_are_served_locally(site: Site) -> No
     assert "innerHTML" not in site.request("GET", "/static/dashboard.js")[2]  # names are rendered as text only
     forecasts = json.loads(site.request("GET", "/api/forecasts/latest")[2])
     assert isinstance(forecasts, dict)
+
+
+def test_the_period_report_is_served_as_json_and_as_a_page_with_its_own_policy(site: Site) -> None:
+    status, _, text = site.request("GET", "/api/report?since=1h")
+    document = json.loads(text)
+    assert status == 200 and document["metadata"]["prefix"] == site.names.prefix
+    assert document["alerts"]["by_rule"]["max_error_rate"]
+    status, headers, page = site.request("GET", "/report?since=1h")
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert headers["Content-Security-Policy"].startswith("default-src 'none'; script-src 'sha256-")  # the page's hashes, not 'self'
+    assert site.request("GET", "/api/report?since=soon")[0] == 400
