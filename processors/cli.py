@@ -296,7 +296,8 @@ def replay(config: Config, into_prefix: str | None, decode_workers: int | None) 
         try:
             started = time.perf_counter()
             workers = max(0, min(4, (os.cpu_count() or 1) - 1)) if decode_workers is None else decode_workers
-            report = replay_log(client, config.names, out_names, all_processors(config)[0], decode_workers=workers)
+            with click.progressbar(length=client.xlen(config.names.events), label=f"replaying {config.names.events}", file=sys.stderr) as progress:
+                report = replay_log(client, config.names, out_names, all_processors(config)[0], decode_workers=workers, on_progress=progress.update)
             elapsed_s = time.perf_counter() - started
         except redis.RedisError as exc:
             raise click.ClickException(f"replaying {config.names.events} on {url}: {exc}") from exc

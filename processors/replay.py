@@ -12,7 +12,7 @@ import multiprocessing
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import redis
 
@@ -90,10 +90,13 @@ def compare(stream: str, live: Sequence[Mapping[str, str]], replayed: Sequence[M
     )
 
 
-def replay(client: redis.Redis, names: Names, out_names: Names, processor: Processor, limits: Limits = Limits(), decode_workers: int = 0) -> ReplayReport:
+def replay(
+    client: redis.Redis, names: Names, out_names: Names, processor: Processor, limits: Limits = Limits(), decode_workers: int = 0, on_progress: Callable[[int], None] = lambda entries: None
+) -> ReplayReport:
     """Fold the retained event log through a fresh processor, writing its outputs under `out_names`.
 
-    With `decode_workers`, entries are decoded in that many other processes, a few chunks ahead of the fold.
+    With `decode_workers`, entries are decoded in that many other processes, a few chunks ahead of the fold;
+    `on_progress` hears how many entries each chunk held.
     """
     if out_names.prefix == names.prefix:
         raise ValueError("replay must write under a different prefix than the live outputs")
@@ -103,5 +106,6 @@ def replay(client: redis.Redis, names: Names, out_names: Names, processor: Proce
         outputs = processor.apply(admit(decoded, ledger).items)
         if outputs:
             write_outputs(client, out_names, outputs)
+        on_progress(len(decoded))
     comparisons = tuple(compare(short, read_derived(client, names, short), read_derived(client, out_names, short)) for short in COMPARED_STREAMS)
     return ReplayReport(entries=ledger.counters["entries_total"], events=ledger.counters["events_total"], comparisons=comparisons)

@@ -10,6 +10,7 @@ import hmac
 import json
 import secrets
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Literal
@@ -25,6 +26,7 @@ from schemas.events import AlertCommand
 from schemas.names import Names
 
 from processors import api, exposition
+from processors import matchers as label_matchers
 from processors.alerts_cli import CLI_COMPONENT, duration_s, send_command
 from processors.contract import to_json
 from processors.optimizer_cli import switch
@@ -109,6 +111,16 @@ def make_app(client: redis.Redis, names: Names, settings: WebSettings, text_clie
         await asyncio.to_thread(send_command, client, names, command)
         return _json({"sent": action, "fingerprint": fingerprint}, status=202)
 
+    async def silence(request: web.Request) -> web.Response:
+        body = await _body(request)
+        given = body.get("matchers")
+        if not isinstance(given, dict) or not given or label_matchers.parse(given) is None:
+            raise web.HTTPBadRequest(text='matchers must be an object of label to "=v", "!=v", "=~re" or "!~re"')
+        silence_id = uuid.uuid4().hex[:12]
+        command = AlertCommand(timestamp_s=time.time(), component=CLI_COMPONENT, action="silence", target=silence_id, by=_text(body, "by", "dashboard"), reason=_text(body, "reason", ""), expires_in_s=_seconds(body, "for_s", 7200.0), matchers=given)
+        await asyncio.to_thread(send_command, client, names, command)
+        return _json({"sent": "silence", "silence_id": silence_id}, status=202)
+
     async def optimizer_mode(request: web.Request) -> web.Response:
         body = await _body(request)
         mode = _text(body, "mode", "")
@@ -153,6 +165,7 @@ def make_app(client: redis.Redis, names: Names, settings: WebSettings, text_clie
     app.router.add_get("/api/live", live)
     app.router.add_post("/api/alerts/{fingerprint}/ack", ack)
     app.router.add_post("/api/alerts/{fingerprint}/unack", ack)
+    app.router.add_post("/api/silences", silence)
     app.router.add_post("/api/optimizer/mode", optimizer_mode)
     return app
 

@@ -72,7 +72,13 @@ function renderOverview(view) {
   replace($("alerts").tBodies[0], view.alerts.map((alert) => {
     const ack = el("button", alert.acked_by ? "unack" : "ack");
     ack.addEventListener("click", () => post("/api/alerts/" + encodeURIComponent(alert.fingerprint) + (alert.acked_by ? "/unack" : "/ack"), { reason: "from the dashboard", by: "dashboard" }));
-    return row([alert.severity, alert.state, alert.rule, alert.message, ack]);
+    const silence = el("button", "silence 2h");
+    const matchers = { alertname: "=" + alert.rule };
+    if (alert.labels && alert.labels.component !== undefined) matchers.component = "=" + alert.labels.component;
+    silence.addEventListener("click", () => post("/api/silences", { matchers: matchers, for_s: 7200, reason: "from the dashboard", by: "dashboard" }));
+    const buttons = el("span");
+    buttons.append(ack, silence);
+    return row([alert.severity, alert.state, alert.rule, alert.message, buttons]);
   }));
   const processes = [];
   for (const [field, text] of Object.entries(view.stats)) {

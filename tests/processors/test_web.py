@@ -168,3 +168,15 @@ def test_the_period_report_is_served_as_json_and_as_a_page_with_its_own_policy(s
     assert status == 200 and headers["Content-Type"].startswith("text/html")
     assert headers["Content-Security-Policy"].startswith("default-src 'none'; script-src 'sha256-")  # the page's hashes, not 'self'
     assert site.request("GET", "/api/report?since=soon")[0] == 400
+
+
+def test_a_silence_is_a_command_event_too(site: Site, real_server: EmbeddedServer) -> None:
+    origin = {"X-Pipepulse-Token": TOKEN, "Origin": f"http://{site.host}", "Content-Type": "application/json"}
+    assert site.request("POST", "/api/silences", headers=origin, body={"matchers": {"component": "=~(unclosed"}})[0] == 400
+    assert site.request("POST", "/api/silences", headers={"Host": site.host}, body={"matchers": {"component": "=parser"}})[0] == 403
+    status, _, text = site.request("POST", "/api/silences", headers=origin, body={"matchers": {"alertname": "=max_error_rate", "component": "=parser"}, "for_s": 600, "reason": "deploy"})
+    assert status == 202, text
+    with redis.Redis.from_url(real_server.url) as client:
+        entries: list[tuple[bytes, dict[bytes, bytes]]] = client.xrange(site.names.events)  # type: ignore[assignment]
+    (command,) = [e for _, fields in entries for e in decode_batch(fields[PAYLOAD_FIELD]).batch.events if isinstance(e, AlertCommand)]
+    assert (command.action, command.target, dict(command.matchers), command.expires_in_s) == ("silence", json.loads(text)["silence_id"], {"alertname": "=max_error_rate", "component": "=parser"}, 600.0)
