@@ -174,9 +174,10 @@ class AlertEvaluator:
             return QUIET
         extra: dict[str, float] = {}
         baseline = self._baselines.get((rule.name, self._fingerprint(rule.name, labels)))
-        if baseline is not None and abs(baseline[0]) >= 1e-12:
-            sign = 1.0 if rule.direction == "above" else -1.0
-            extra = {"baseline": baseline[0], "degradation": sign * (value - baseline[0]) / abs(baseline[0])}
+        if baseline is not None:  # a spike's baseline may be zero; a degradation needs one to divide by
+            extra["baseline"] = baseline[0]
+            if abs(baseline[0]) >= 1e-12:
+                extra["degradation"] = (1.0 if rule.direction == "above" else -1.0) * (value - baseline[0]) / abs(baseline[0])
         return Verdict(active=False, value=value, threshold=alert.threshold, message=render(rule, labels, value=value, threshold=alert.threshold, **extra))
 
     def _verdict(self, rule: Rule, labels: dict[str, str], severity: Any, value: float, threshold: float | None, **extra: float) -> Verdict:

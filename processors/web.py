@@ -159,6 +159,10 @@ def make_app(client: redis.Redis, names: Names, settings: WebSettings, text_clie
 
     app.router.add_get("/report", period_report)
     app.router.add_get("/api/report", period_report)
+    async def no_icon(request: web.Request) -> web.Response:
+        return web.Response(status=204)  # browsers ask for one; an empty answer keeps their consoles clean
+
+    app.router.add_get("/favicon.ico", no_icon)
     app.router.add_get("/", page)
     app.router.add_get("/static/{name:(dashboard\\.js|dashboard\\.css|plotly\\.min\\.js)}", static)
     app.router.add_get("/api/forecasts/latest", forecasts)

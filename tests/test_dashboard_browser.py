@@ -88,6 +88,7 @@ def test_the_page_loads_offline_and_the_charts_render_with_the_demos_data(demo: 
 
     wait_until(lambda: {"file_watcher", "detector", "extractor"} <= names(), timeout_s=30, what="the demo's components in the table")
     assert page.locator("#health").inner_text() != "-"
+    wait_until(lambda: "(host)" in page.locator("#resources tbody").inner_text(), timeout_s=30, what="the host's resources")
     assert errors == []
 
 

@@ -86,6 +86,9 @@ function renderOverview(view) {
       for (const [process, p] of Object.entries(body.processes || {})) {
         processes.push(row([field, process, fixed(p.cpu_percent), fixed((p.rss_bytes || 0) / 1048576), p.threads]));
       }
+      for (const [host, h] of Object.entries(body.hosts || {})) {  // only the pipeline-wide field carries hosts
+        processes.push(row(["(host)", host, fixed(h.cpu_percent), fixed((h.rss_bytes || 0) / 1048576) + " of " + fixed((h.memory_total_bytes || 0) / 1048576, 0), "-"]));
+      }
     }
   }
   replace($("resources").tBodies[0], processes);

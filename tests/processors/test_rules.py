@@ -270,3 +270,9 @@ def test_a_spike_from_a_clean_baseline_fires() -> None:
 def test_an_absent_component_stays_absent_when_its_statistics_are_forgotten() -> None:
     outputs = run(phases((0, lambda s: ops(s)), (5, silent)), 120, monitor(stats=StatsSettings(forget_after_s=40.0)))
     assert [t[1] for t in transitions(outputs, "component_absent")] == ["firing"]
+
+
+def test_a_resolved_spike_names_its_zero_baseline() -> None:
+    outputs = run(phases((0, errors_at(0.0)), (80, errors_at(0.5)), (90, errors_at(0.0))), 120)
+    (resolved,) = [e for e in alert_events(outputs, "error_rate_spike") if e["transition"] == "resolved"]
+    assert "baseline 0.0%" in resolved["message"] and "nan" not in resolved["message"]
