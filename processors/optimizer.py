@@ -94,7 +94,9 @@ class Optimizer:
             refused = policy.restart_verdict(now, self._restarts.get(rec.component, {}), self.settings)
             if refused:
                 return self._act("skipped", refused, **about)
-            return self._change(key, rec, current, current + 1, "restart requested", verify=False)
+            # A generation only ever rises, even past an expired setting: the component restarts when it sees a higher one.
+            generation = max(current, held.get("value", 0), rec.current or 0)
+            return self._change(key, rec, current, generation + 1, "restart requested", verify=False)
         proposed = spec.clamp(current if rec.proposed is None else rec.proposed)  # the schema allows None only for restarts
         if held.get("verify"):
             return self._act("skipped", "verifying: the previous change of this setting is still being watched", **about)
@@ -186,20 +188,23 @@ class Optimizer:
         if before is None or after is None or after > before - self.settings.worse_by_points:
             why = "no health data on both sides" if before is None or after is None else f"{factors} points {before:.1f} -> {after:.1f}"
             return self._act("verified", f"kept {s['setting']}={s['value']}: {why}", **about, new_value=s["value"], version=s["version"])
+        reason = f"{factors} points fell {before:.1f} -> {after:.1f} (more than {self.settings.worse_by_points:g}) after {s['setting']} went {s['previous']} -> {s['value']}"
+        if self._mode != "enabled":  # nothing is written, so nothing changes: the setting in force stays what it is
+            decision, what = ("dry_run", "would roll back") if self._mode == "dry_run" else ("skipped", "kill_switch: rollback not written")
+            return self._act(decision, f"{what}: {reason}", **about, old_value=s["value"], new_value=s["previous"])
         old, s["value"] = s["value"], s["previous"]
         s["version"] += 1
         s["changed_at_s"] = self._now_s
         s["expires_at_s"] = self._now_s + self.settings.setting_ttl_s
         s["hold"] = {**s.get("hold", {}), check["direction"]: [self._now_s + self.settings.rollback_hold_s, "held_after_rollback"]}
-        if self._mode == "disabled":
-            return self._act("skipped", f"kill_switch: rollback of {s['setting']} to {s['value']} not written ({factors} points {before:.1f} -> {after:.1f})", **about)
-        reason = f"{factors} points fell {before:.1f} -> {after:.1f} (more than {self.settings.worse_by_points:g}) after {s['setting']} went {s['value']} -> {old}"
         return [self._write(key), *self._act("rolled_back", reason, **about, old_value=old, new_value=s["value"], version=s["version"]), self._status()]
 
     def _renew(self, key: str) -> list[Output]:
         s = self._settings[key]
-        if self._mode == "disabled" or s["expires_at_s"] - self._now_s > self.settings.setting_ttl_s / 2:
-            return []
+        if self._mode != "enabled" or s["expires_at_s"] - self._now_s > self.settings.setting_ttl_s / 2:
+            return []  # dry run and the kill switch write nothing, renewals included: settings then fade out
+        if s["expires_at_s"] <= self._now_s:
+            return []  # it ran out (the components are back on their defaults): not brought back by a renewal
         s["expires_at_s"] = self._now_s + self.settings.setting_ttl_s  # same value and version, later expiry
         self._changed.add(("setting", key))
         return [self._write(key)]

@@ -116,6 +116,18 @@ def test_a_change_that_made_health_worse_is_rolled_back_and_not_retried_soon() -
     ]
 
 
+@pytest.mark.parametrize(("mode", "decision"), [("dry_run", "dry_run"), ("disabled", "skipped")])
+def test_without_enabled_mode_a_rollback_or_renewal_writes_nothing_and_changes_nothing(mode: str, decision: str) -> None:
+    optimizer = Optimizer(OptimizerSettings(setting_ttl_s=100.0))
+    optimizer.apply([*steady(range(0, 30), 80.0), rec(30, 3)])
+    outputs = optimizer.apply([switch(31, mode), *steady(range(31, 200), 55.0)])
+    assert writes(outputs) == []
+    (verdict,) = [a for a in actions(outputs) if a.reason.startswith(("would roll back", "kill_switch: rollback"))]
+    assert (verdict.decision, verdict.old_value, verdict.new_value) == (decision, 3, 4)
+    back = optimizer.apply([switch(201, "enabled"), health(202, 55.0)])
+    assert writes(back) == []  # the setting ran out meanwhile: the components are on their defaults, and it is not revived
+
+
 def test_a_change_that_helped_is_kept() -> None:
     outputs = Optimizer().apply([*steady(range(0, 30), 50.0), rec(30, 3), *steady(range(31, 65), 85.0)])
     assert [w.value for w in writes(outputs)] == [3]
@@ -145,7 +157,7 @@ def test_restarts_back_off_and_give_up_after_too_many() -> None:
         "restarted", "restart_backoff", "restarted", "restart_backoff", "restarted", "restart_backoff", "restarted", "restart_backoff", "restarted",
         "restart_limit", "restarted", "restarted",  # the hour passed, and 10 min without a restart reset the back-off
     ]  # fmt: skip
-    assert [w.value for o in outputs for w in writes(o)] == [1, 2, 3, 4, 5, 5, 6, 7]  # 5 renewed once before the hour passed
+    assert [w.value for o in outputs for w in writes(o)] == [1, 2, 3, 4, 5, 6, 7]  # rising past the expired setting
 
 
 def test_small_changes_are_within_tolerance_and_scale_down_is_stabilized() -> None:
