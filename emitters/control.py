@@ -281,7 +281,8 @@ def _decode_reason(raw: bytes | str) -> str:
         return "malformed"
     if not isinstance(body, dict) or body.get("v") != ControlSetting.VERSION:
         return "malformed"
-    spec, value = SETTINGS.get(body.get("setting")), body.get("value")  # type: ignore[arg-type]
+    setting, value = body.get("setting"), body.get("value")
+    spec = SETTINGS.get(setting) if isinstance(setting, str) else None
     if spec is not None and type(value) is int and not spec.minimum <= value <= spec.maximum:
         return "out_of_range"
     return "malformed"

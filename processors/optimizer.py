@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 from statistics import fmean
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, TypeGuard
 
 from schemas.control import SETTINGS, Action, ControlError, ControlSetting, OptimizerCommand, Recommendation, decode, encode
 
@@ -69,7 +69,9 @@ class Optimizer:
             self._changed.add(("now",))
 
     def _command(self, command: OptimizerCommand) -> list[Output]:
-        self._advance(command.at_s)
+        # The sender's clock is not the stream's: it may run ahead, and time only moves forward, so it moves nothing.
+        if not math.isfinite(self._now_s):
+            self._advance(command.at_s)
         old, self._mode = self._mode, command.mode
         self._changed.add(("mode",))
         return self._act("mode_changed", f"{old} -> {command.mode} by {command.by}: {command.reason}", evidence={"from": old, "to": command.mode}) + [self._status()]
@@ -95,8 +97,10 @@ class Optimizer:
             if refused:
                 return self._act("skipped", refused, **about)
             # A generation only ever rises, even past an expired setting: the component restarts when it sees a higher one.
-            generation = max(current, held.get("value", 0), rec.current or 0)
-            return self._change(key, rec, current, generation + 1, "restart requested", verify=False)
+            generation = max(current, held.get("value", 0), rec.current or 0) + 1
+            if generation > spec.maximum:
+                return self._act("skipped", f"at_bound: restart generation {generation} is past {spec.maximum}", **about)
+            return self._change(key, rec, current, generation, "restart requested", verify=False)
         proposed = spec.clamp(current if rec.proposed is None else rec.proposed)  # the schema allows None only for restarts
         if held.get("verify"):
             return self._act("skipped", "verifying: the previous change of this setting is still being watched", **about)
@@ -150,20 +154,22 @@ class Optimizer:
 
     def _health(self, raw: str | None) -> list[Output]:
         snapshot = _json_object(raw)
-        at_s = snapshot.get("at_s")
-        if not isinstance(at_s, (int, float)):
-            return self._act("skipped", "malformed health snapshot (no at_s)")
+        at_s, components = snapshot.get("at_s"), snapshot.get("components")
+        if not _finite_number(at_s) or not isinstance(components, dict):
+            return self._act("skipped", "malformed health snapshot (at_s or components)")
         self._advance(float(at_s))
-        for name, body in snapshot.get("components", {}).items():
+        for name, body in components.items():
             factors = body.get("factors") if isinstance(body, dict) and body.get("score") is not None else None
             if isinstance(factors, dict):
-                points = {f: float(factors[f]["points"]) for f in policy.ALL_FACTORS if isinstance(factors.get(f), dict)}
+                points = {f: float(part["points"]) for f, part in factors.items() if f in policy.ALL_FACTORS and isinstance(part, dict) and _finite_number(part.get("points"))}
                 history = [p for p in self._history.get(name, []) if p[0] > self._now_s - self.settings.history_s]
                 self._history[name] = [*history, [float(at_s), points]]
                 self._changed.add(("history", name))
         outputs: list[Output] = []
         for key in sorted(self._settings):
             outputs += self._verify(key) + self._renew(key)
+        if outputs:
+            outputs.append(self._status())  # a verification ended or a setting was renewed: the state readers see follows
         return outputs
 
     def _health_around(self, component: str, setting: str, from_s: float, to_s: float) -> float | None:
@@ -254,6 +260,10 @@ class Optimizer:
         self._proposals = {k: [tuple(p) for p in v] for k, v in tables["proposals"].items()}
         self._history = tables["history"]
         self._changed = set()
+
+
+def _finite_number(value: object) -> TypeGuard[float]:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _json_object(raw: str | None) -> dict[str, Any]:

@@ -69,6 +69,7 @@ class Situation:
     rss_bytes: float | None
     host_cpu_percent: float | None
     settings: RecommenderSettings
+    stale: bool = False  # silent: only a restart can be advised
 
     def setting(self, name: str) -> int | None:
         value = self.config.get(name)
@@ -213,12 +214,14 @@ class Recommender:
         largest_rss, _ = metrics.reading("rss_bytes", pipeline_stats, every_process)
         found = []
         for labels, stats, processes in metrics.series(document, "component"):
-            body = document["components"][labels["component"]]
-            if body.get("stale") or "stats" not in body:
-                continue  # no advice on old data
-            rss = metrics.reading("rss_bytes", stats, processes)[0] if processes else largest_rss
             component = labels["component"]
-            found.append(Situation(component, stats, body.get("config", {}), frozenset(firing.get(component, ())), rss, max(host_cpu) if host_cpu else None, self.settings))
+            body = document["components"][component]
+            alerts = frozenset(firing.get(component, ()))
+            stale = bool(body.get("stale")) or "stats" not in body
+            if stale and not alerts & ABSENCE_RULES:
+                continue  # no advice on old data; a component gone silent is judged by its absence alert alone
+            rss = metrics.reading("rss_bytes", stats, processes)[0] if processes else largest_rss
+            found.append(Situation(component, stats, body.get("config", {}), alerts, rss, max(host_cpu) if host_cpu else None, self.settings, stale))
         return found
 
     def assess(self, now_s: float, document: Mapping[str, Any], active: Iterable[Alert]) -> list[Output]:
@@ -226,7 +229,7 @@ class Recommender:
         outputs: list[Output] = []
         holding: set[str] = set()
         for situation in self.situations(document, active):
-            for rule in RULES:
+            for rule in (restart,) if situation.stale else RULES:
                 proposal = rule(situation)
                 if proposal is None:
                     continue

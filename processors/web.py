@@ -105,7 +105,7 @@ def make_app(client: redis.Redis, names: Names, settings: WebSettings, text_clie
         body = await _body(request)
         fingerprint = request.match_info["fingerprint"]
         if not await asyncio.to_thread(client.hexists, names.latest("alerts"), fingerprint):
-            raise web.HTTPNotFound(text=f"no active alert {fingerprint}")
+            raise web.HTTPNotFound(text="no such active alert")
         action: Literal["ack", "unack"] = "unack" if request.path.endswith("/unack") else "ack"
         command = AlertCommand(timestamp_s=time.time(), component=CLI_COMPONENT, action=action, target=fingerprint, by=_text(body, "by", "dashboard"), reason=_text(body, "reason", ""), expires_in_s=_seconds(body, "for_s", 3600.0))
         await asyncio.to_thread(send_command, client, names, command)
@@ -181,11 +181,14 @@ def _guard(settings: WebSettings) -> Any:
             return _refused("foreign Host header (DNS rebinding protection)")
         if request.method not in ("GET", "HEAD"):
             token = request.headers.get(TOKEN_HEADER, "")
-            if not hmac.compare_digest(token.encode(), settings.token.encode()):
+            if not settings.token or not hmac.compare_digest(token.encode(), settings.token.encode()):  # no token set: no changes at all
                 return _refused(f"a change needs the {TOKEN_HEADER} token")
             if request.headers.get("Origin") not in settings.origins:
                 return _refused("a change must come from this dashboard's own origin")
-        response = await handler(request)
+        try:
+            response = await handler(request)
+        except web.HTTPException as refusal:  # errors and unknown paths get the same headers as any answer
+            response = refusal
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
         return response
@@ -237,11 +240,15 @@ def token_for(state_dir: Path, given: str | None) -> tuple[str, Path | None]:
     if given:
         return given, None
     path = state_dir / "web.token"
-    if not path.exists():
+    kept = path.read_text().strip() if path.exists() else ""
+    if not kept:  # none yet, or emptied to rotate it: a new one, written whole before anyone reads it
         state_dir.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_urlsafe(24))
-    return path.read_text().strip(), path
+        kept = secrets.token_urlsafe(24)
+        fresh = path.with_suffix(f".{secrets.token_hex(4)}")
+        fresh.touch(mode=0o600)
+        fresh.write_text(kept)
+        fresh.replace(path)
+    return kept, path
 
 
 def serve(client: redis.Redis, names: Names, settings: WebSettings) -> None:

@@ -85,13 +85,22 @@ class Recommendation:
     evidence: Mapping[str, float] = field(default_factory=dict)
 
     def _validate(self) -> None:
+        _text("recommendation_id", "component", "reason", "expected_effect", record=self)
         _one_of("kind", self.kind, KINDS)
         _one_of("priority", self.priority, PRIORITIES)
-        _spec(self.setting)
+        spec = _spec(self.setting)
+        if (self.kind == "restart_component") != (self.setting == "restart_generation"):
+            raise ControlError(f"{self.kind} cannot be about {self.setting}: restarts, and only they, are about restart_generation")
         if (self.proposed is None) != (self.kind == "restart_component"):
             raise ControlError(f"{self.kind} must {'not ' if self.kind == 'restart_component' else ''}propose a value")
-        if not 0.0 <= self.confidence <= 1.0:
+        if self.current is not None:
+            spec.check(self.current)  # what the component reports it uses: within the bounds, or not a recommendation
+        if self.proposed is not None and type(self.proposed) is not int:
+            raise ControlError(f"proposed must be an integer, got {self.proposed!r}")  # out of bounds is allowed: the optimizer clamps
+        if not isinstance(self.confidence, (int, float)) or not 0.0 <= self.confidence <= 1.0:
             raise ControlError(f"confidence {self.confidence} is outside 0..1")
+        if not isinstance(self.evidence, Mapping) or not all(isinstance(k, str) for k in self.evidence):
+            raise ControlError("evidence must map names to numbers")
         _finite(self.issued_at_s, self.expires_at_s, *self.evidence.values())
 
 
@@ -110,7 +119,10 @@ class ControlSetting:
     expires_at_s: float
 
     def _validate(self) -> None:
+        _text("component", "issued_by", record=self)
         _spec(self.setting).check(self.value)
+        if type(self.version) is not int:
+            raise ControlError(f"version must be an integer, got {self.version!r}")
         _finite(self.issued_at_s, self.expires_at_s)
 
 
@@ -125,6 +137,7 @@ class OptimizerCommand:
     at_s: float
 
     def _validate(self) -> None:
+        _text("by", "reason", record=self)
         _one_of("mode", self.mode, MODES)
         _finite(self.at_s)
 
@@ -171,18 +184,24 @@ def decode(kind: type[Record], raw: str | bytes | None) -> Record:
             raise ValueError(f"unknown fields {sorted(unknown)}")
         record = kind(**body)
         record._validate()
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, AttributeError) as exc:  # AttributeError: a field of the wrong shape
         raise ControlError(f"{kind.__name__}: {exc}: {str(raw)[:200]}") from exc
     return record
 
 
+def _text(*names: str, record: object) -> None:
+    for name in names:
+        if not isinstance(getattr(record, name), str):
+            raise ControlError(f"{name} must be text, got {getattr(record, name)!r}")
+
+
 def _one_of(what: str, value: object, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
+    if not isinstance(value, str) or value not in allowed:
         raise ControlError(f"{what} {value!r} is not one of {', '.join(allowed)}")
 
 
 def _spec(setting: str) -> SettingSpec:
-    spec = SETTINGS.get(setting)
+    spec = SETTINGS.get(setting) if isinstance(setting, str) else None
     if spec is None:
         raise ControlError(f"unknown setting {setting!r} (known: {', '.join(SETTINGS)})")
     return spec

@@ -108,7 +108,8 @@ async function renderHistory() {
   const series = {};
   for (const window of stats) {
     for (const [name, body] of Object.entries(window.components || {})) {
-      const s = (series[name] = series[name] || { x: [], y: [], name: name, mode: "lines" });
+      // plotly reads label text as markup (<a>, <b>): the name goes in escaped, and shows as written
+      const s = (series[name] = series[name] || { x: [], y: [], name: name.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;"), mode: "lines" });
       s.x.push(new Date(window.end_s * 1000));
       s.y.push((body.stats || {}).rate_per_s);
     }

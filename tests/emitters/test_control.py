@@ -72,6 +72,8 @@ CASES = {
     "a newer version replaces": ("concurrency", [stored(value=6, version=2), stored(value=3, version=3)], 3, None),
     "a bad value keeps the valid one in use": ("concurrency", [stored(value=6, version=2), stored(value=99, version=3)], 6, "out_of_range"),
     "deleted: back to the default": ("concurrency", [stored(value=4), None], 2, None),
+    "a setting name that is not text": ("concurrency", ['{"v": 1, "setting": ["x"], "value": 4}'], 2, "malformed"),
+    "a component that is not text": ("concurrency", [stored(value=4, component=["extractor"])], 2, "malformed"),
 }
 
 

@@ -196,3 +196,30 @@ def test_a_restored_optimizer_continues_exactly() -> None:
         second.restore({key: unpack(pack(value)) for key, value in first.snapshot().items()})  # as stored: msgpack
         assert head + second.apply(feed[k:]) == whole, k
     assert {a.decision for a in actions(whole)} >= {"applied", "rolled_back", "mode_changed", "dry_run"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"v": 1, "recommendation_id": "r", "kind": "lower_concurrency", "component": "c", "setting": "concurrency", "current": 4, "proposed": 3, "reason": "", "expected_effect": "", "priority": "high", "confidence": 1, "issued_at_s": 1, "expires_at_s": 2, "evidence": [1]}',
+        '{"v": 1, "recommendation_id": "r", "kind": "lower_concurrency", "component": "c", "setting": "concurrency", "current": 4, "proposed": "3", "reason": "", "expected_effect": "", "priority": "high", "confidence": 1, "issued_at_s": 1, "expires_at_s": 2}',
+        '{"v": 1, "recommendation_id": "r", "kind": "restart_component", "component": "c", "setting": "concurrency", "current": 64, "proposed": null, "reason": "", "expected_effect": "", "priority": "high", "confidence": 1, "issued_at_s": 1, "expires_at_s": 2}',
+        '{"v": 1, "recommendation_id": "r", "kind": "restart_component", "component": ["c"], "setting": "restart_generation", "current": 2.5, "proposed": null, "reason": "", "expected_effect": "", "priority": "high", "confidence": 1, "issued_at_s": 1, "expires_at_s": 2}',
+    ],
+)
+def test_a_malformed_recommendation_is_skipped_with_its_reason_and_changes_nothing(body: str) -> None:
+    optimizer = Optimizer()
+    outputs = optimizer.apply([health(0, 80), RecordItem("recommendations", "7-0", {"json": body})])
+    assert writes(outputs) == [] and decisions(outputs) == [("skipped", "malformed recommendations entry 7-0")]
+    assert optimizer.apply([health(600, 80)]) == []  # nothing half-stored that a later snapshot would trip on
+
+
+@pytest.mark.parametrize("components", ["null", "[1]", '{"c": {"score": 1, "factors": {"speed": {}}}}', '{"c": {"score": 1, "factors": {"speed": {"points": NaN}}}}'])
+def test_a_malformed_health_snapshot_never_raises(components: str) -> None:
+    outputs = Optimizer().apply([RecordItem("health", "8-0", {"json": f'{{"at_s": {T0}, "components": {components}}}'})])
+    assert all(a.decision == "skipped" for a in actions(outputs))
+
+
+def test_an_operators_clock_running_ahead_does_not_age_the_advice() -> None:
+    outputs = Optimizer().apply([health(0, 80), switch(3600, "enabled"), rec(5, 2)])
+    assert [w.value for w in writes(outputs)] == [2]

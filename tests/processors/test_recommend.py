@@ -130,6 +130,14 @@ def test_a_proposal_that_wanders_a_little_is_the_same_advice_but_a_new_current_v
     assert current == 435 and 700 < proposed < 760
 
 
+def test_a_component_gone_silent_is_restarted_once_its_absence_alert_fires() -> None:
+    processor = monitor()
+    processor.apply(items(entries(workload({"concurrency": 2, "restart_generation": 1}), 12)))
+    silent = processor.apply(items(entries(lambda s: {"other": spread(s, 5, op)}, 45, start=12)))
+    restarts = [json.loads(f["json"]) for f in stream_outputs(silent, "recommendations")]
+    assert [(r["kind"], r["current"], r["reason"]) for r in restarts] == [("restart_component", 1, "restart extractor: it stopped reporting (component_absent is firing)")]
+
+
 def test_advice_needs_a_live_component() -> None:
     """A component that stopped reporting gets no advice from its old figures."""
     processor = monitor()

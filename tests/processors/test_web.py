@@ -19,6 +19,7 @@ from schemas.codec import PAYLOAD_FIELD, decode_batch
 from schemas.events import AlertCommand
 from schemas.names import Names
 
+from processors import web
 from processors.embedded import EmbeddedServer, free_port
 from processors.runtime import write_outputs
 
@@ -180,3 +181,17 @@ def test_a_silence_is_a_command_event_too(site: Site, real_server: EmbeddedServe
         entries: list[tuple[bytes, dict[bytes, bytes]]] = client.xrange(site.names.events)  # type: ignore[assignment]
     (command,) = [e for _, fields in entries for e in decode_batch(fields[PAYLOAD_FIELD]).batch.events if isinstance(e, AlertCommand)]
     assert (command.action, command.target, dict(command.matchers), command.expires_in_s) == ("silence", json.loads(text)["silence_id"], {"alertname": "=max_error_rate", "component": "=parser"}, 600.0)
+
+
+def test_errors_and_unknown_paths_carry_the_security_headers_too(site: Site) -> None:
+    for path in ("/api/stats?count=x", "/nope"):
+        status, headers, _ = site.request("GET", path)
+        assert status in (400, 404) and "default-src 'self'" in headers["Content-Security-Policy"] and headers["X-Content-Type-Options"] == "nosniff", path
+
+
+def test_an_emptied_token_file_is_replaced_never_used(tmp_path: Path) -> None:
+    (tmp_path / "web.token").write_text("  \n")
+    token, path = web.token_for(tmp_path, None)
+    assert len(token) >= 24 and path is not None and path.read_text() == token
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert web.token_for(tmp_path, None)[0] == token  # kept
