@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
 import os
 import subprocess
@@ -113,7 +112,7 @@ def seed(client: redis.Redis, components: int, operations: int, events_per_serie
 
 def operation_series(overview: dict[str, Any]) -> int:
     """Operation series in the overview's statistics: each component's field holds its window's view, with its operations."""
-    return sum(len(view.get("operations", {})) for name, text in overview["stats"].items() if name != PIPELINE_FIELD for view in json.loads(text).values())
+    return sum(len(view.get("operations", {})) for name, views in overview["stats"].items() if name != PIPELINE_FIELD for view in views.values())
 
 
 def direct_reads(client: redis.Redis, reads: int) -> np.ndarray:

@@ -23,7 +23,7 @@ def _hash(client: redis.Redis, key: str) -> dict[str, str]:
 
 def overview(client: redis.Redis, names: Names) -> dict[str, Any]:
     """Health, per-component statistics, active alerts, advice in force, the optimizer's state and the processors' own figures."""
-    stats = _hash(client, names.latest("stats"))
+    stats = {field: json.loads(text) for field, text in _hash(client, names.latest("stats")).items()}  # decoded once, for every reader
     health = client.hget(names.latest("health"), "current")
     optimizer = client.hget(names.latest("optimizer"), "state")
     advice = [json.loads(v) for v in _hash(client, names.latest("recommendations")).values()]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import signal
@@ -260,7 +259,7 @@ def status(config: Config, as_json: bool) -> None:
             client.close()
     health, latest, active, advice, optimizer_state, runtime = (view[k] for k in ("health", "stats", "alerts", "recommendations", "optimizer", "runtime"))
     if as_json:
-        click.echo(to_json({"components": {k: json.loads(v) for k, v in latest.items()}, **{k: view[k] for k in ("health", "alerts", "recommendations", "optimizer", "runtime")}}))
+        click.echo(to_json({"components": latest, **{k: view[k] for k in ("health", "alerts", "recommendations", "optimizer", "runtime")}}))
         return
     if health is not None:
         click.echo(health_summary(health))

@@ -9,7 +9,6 @@ processor, severities and states are fixed sets.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Callable, Iterator, Mapping
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -84,13 +83,13 @@ def _components(rows: Mapping[str, Mapping[str, Any]]) -> Iterator[Metric]:
     yield from (rate, errors, latency, hits, efficiency)
 
 
-def _processes(latest: Mapping[str, str]) -> Iterator[Metric]:
+def _processes(latest: Mapping[str, Mapping[str, Any]]) -> Iterator[Metric]:
     """USE for the pipeline's processes: CPU utilisation and resident memory, per component and process."""
     labels = ["component", "process"]
     cpu = GaugeMetricFamily("pipepulse_process_cpu_ratio", "CPU used by the process, in cores (1.0 = one core busy).", labels=labels)
     rss = GaugeMetricFamily("pipepulse_process_resident_memory_bytes", "Resident memory of the process.", labels=labels)
-    for component, text in sorted(latest.items()):
-        for view in json.loads(text).values():
+    for component, views in sorted(latest.items()):
+        for view in views.values():
             for process, body in sorted(view.get("processes", {}).items()):
                 _add(cpu, [component, process], None if body.get("cpu_percent") is None else body["cpu_percent"] / 100)
                 _add(rss, [component, process], body.get("rss_bytes"))

@@ -222,10 +222,10 @@ class Worker:
         self.processor.restore(parts)
         self._state_valid = True
 
-    def _group_info(self) -> dict[str, Any] | None:
-        """This processor's group as XINFO GROUPS reports it (lag, pending), or None if it does not exist."""
+    def _group_info(self, stream: str | None = None) -> dict[str, Any] | None:
+        """This processor's group on a stream (the first by default) as XINFO GROUPS reports it (lag, pending), or None if it does not exist."""
         try:
-            infos: list[dict[str, Any]] = self._client.xinfo_groups(self.source.streams[0])
+            infos: list[dict[str, Any]] = self._client.xinfo_groups(stream or self.source.streams[0])
         except redis.ResponseError:  # no stream at all
             return None
         return next((g for g in infos if g["name"].decode() == self._group), None)
@@ -339,9 +339,15 @@ class Worker:
         now = time.monotonic()
         if now - self._metrics.published_at < self.settings.metrics_interval_s:
             return
-        group = self._group_info() or {}
-        report = self._metrics.report(now, self._ledger.counters, lag=group.get("lag"), pending=group.get("pending"))
+        groups = [self._group_info(stream) or {} for stream in self.source.streams]  # a backlog on any of its streams counts
+        lag, pending = ([g.get(key) for g in groups] for key in ("lag", "pending"))
+        report = self._metrics.report(now, self._ledger.counters, lag=_total(lag), pending=_total(pending))
         self._client.hset(self.names.runtime, self.processor.name, to_json(report))
+
+
+def _total(values: Sequence[int | None]) -> int | None:
+    """A sum over streams, None if any is unknown (XINFO may not know a group's lag)."""
+    return None if any(v is None for v in values) else sum(v for v in values if v is not None)
 
 
 def _queue_outputs(pipe: Any, names: Names, outputs: Sequence[Output]) -> None:

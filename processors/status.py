@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any, Mapping
 
@@ -19,11 +18,11 @@ def _percent(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
-def rows(latest: Mapping[str, str]) -> list[dict[str, Any]]:
-    """One dict per component (and the pipeline) from the `latest:stats` table's JSON values."""
+def rows(latest: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One dict per component (and the pipeline) from the `latest:stats` table's values, decoded."""
     result = []
-    for field, text in sorted(latest.items(), key=lambda item: (item[0] == PIPELINE_FIELD, item[0])):
-        (view,) = json.loads(text).values()  # one view per field: the fixed window
+    for field, views in sorted(latest.items(), key=lambda item: (item[0] == PIPELINE_FIELD, item[0])):
+        (view,) = views.values()  # one view per field: the fixed window
         if field == PIPELINE_FIELD:
             result.append({"component": "(pipeline)", "state": "", "end_s": view["end_s"], **view["pipeline"]})
         else:
@@ -31,7 +30,7 @@ def rows(latest: Mapping[str, str]) -> list[dict[str, Any]]:
     return result
 
 
-def table(latest: Mapping[str, str]) -> str:
+def table(latest: Mapping[str, Mapping[str, Any]]) -> str:
     lines = [COLUMNS]
     for row in rows(latest):
         latency = row.get("latency_ms", {})

@@ -41,8 +41,10 @@ class Demo:
 def demo(real_server: EmbeddedServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     prefix = f"b{uuid.uuid4().hex[:8]}"
     port = free_port()
-    env = env_for(tmp_path_factory.mktemp("browser"), PIPEPULSE_REDIS_URL=real_server.url, PIPEPULSE_PREFIX=prefix, PIPEPULSE_WEB_PORT=str(port), PIPEPULSE_WEB_TOKEN=TOKEN)
-    proc = subprocess.Popen([*PIPEPULSE, "demo", "--source", str(DEMO_TREE), "--churn-per-s", "5"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = tmp_path_factory.mktemp("browser")
+    env = env_for(state, PIPEPULSE_REDIS_URL=real_server.url, PIPEPULSE_PREFIX=prefix, PIPEPULSE_WEB_PORT=str(port), PIPEPULSE_WEB_TOKEN=TOKEN)
+    log = (state / "demo.log").open("w")
+    proc = subprocess.Popen([*PIPEPULSE, "demo", "--source", str(DEMO_TREE), "--churn-per-s", "5"], env=env, stdout=log, stderr=subprocess.STDOUT)
     client = redis.Redis.from_url(real_server.url)
     hostile = [Emitter(name, config=EmitterConfig(redis_url=real_server.url, prefix=prefix)) for name in HOSTILE]
     try:
@@ -59,6 +61,8 @@ def demo(real_server: EmbeddedServer, tmp_path_factory: pytest.TempPathFactory) 
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
         client.close()
+        log.close()
+        print((state / "demo.log").read_text()[-5000:])  # shown by pytest when a test of this module fails
 
 
 @pytest.fixture

@@ -81,8 +81,8 @@ function renderOverview(view) {
     return row([alert.severity, alert.state, alert.rule, alert.message, buttons]);
   }));
   const processes = [];
-  for (const [field, text] of Object.entries(view.stats)) {
-    for (const body of Object.values(JSON.parse(text))) {
+  for (const [field, views] of Object.entries(view.stats)) {
+    for (const body of Object.values(views)) {
       for (const [process, p] of Object.entries(body.processes || {})) {
         processes.push(row([field, process, fixed(p.cpu_percent), fixed((p.rss_bytes || 0) / 1048576), p.threads]));
       }
