@@ -25,13 +25,14 @@ class EmitterConfig:
     batch_max_events: int = 1_000
     flush_interval_s: float = 0.05
     heartbeat_interval_s: float = 10.0
+    in_progress_interval_s: float = 1.0  # how often the in-progress gauges are reported (sampled every flush interval)
     socket_timeout_s: float = 1.0
 
     def __post_init__(self) -> None:
         for name, low in (("buffer_max_events", 1), ("batch_max_events", 1)):
             if getattr(self, name) < low:
                 raise ConfigError(f"{name} must be at least {low}, got {getattr(self, name)}")
-        for name in ("flush_interval_s", "heartbeat_interval_s", "socket_timeout_s"):
+        for name in ("flush_interval_s", "heartbeat_interval_s", "in_progress_interval_s", "socket_timeout_s"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
 

@@ -9,12 +9,25 @@ import socket
 import threading
 import time
 import weakref
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from schemas import CardinalityGuard, Limits, Names
-from schemas.events import TAG_COUNT, TAG_LIFECYCLE, TAG_OPERATION, TAG_SYSTEM, LifecycleKind, OperationEvent, SampleScope, Scalar
+from schemas.events import (
+    TAG_COUNT,
+    TAG_IN_PROGRESS,
+    TAG_LIFECYCLE,
+    TAG_OPERATION,
+    TAG_SYSTEM,
+    InProgressSample,
+    LifecycleEvent,
+    LifecycleKind,
+    OperationEvent,
+    SampleScope,
+    Scalar,
+    SystemSample,
+)
 from schemas.names import EVENTS_MAXLEN
 
 from emitters.config import EmitterConfig
@@ -25,6 +38,9 @@ from emitters.tracking import Operation
 _live: weakref.WeakSet[Emitter] = weakref.WeakSet()
 _hooks_installed = False
 _OP_VERSION = OperationEvent.VERSION
+_SYSTEM_VERSION = SystemSample.VERSION
+_LIFECYCLE_VERSION = LifecycleEvent.VERSION
+_IN_PROGRESS_VERSION = InProgressSample.VERSION
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -57,6 +73,7 @@ class Emitter:
         sink: Sink | None = None,
         config: EmitterConfig | None = None,
         component_config: Mapping[str, Scalar] | None = None,
+        depends_on: Sequence[str] | None = None,
         max_names: int = 500,
         clock: Callable[[], float] = time.time,
         max_entry_bytes: int = Limits().max_entry_bytes,
@@ -69,6 +86,7 @@ class Emitter:
         self._clock = clock
         self._max_entry_bytes = max_entry_bytes
         self._component_config = dict(component_config or {})
+        self._depends_on = None if depends_on is None else tuple(depends_on)
         self._names = CardinalityGuard(max_names=max_names)
         self._known_names = self._names.known  # a live view, checked before admit() to skip a call on the hot path
         self._sink = sink or RedisSink(
@@ -95,7 +113,12 @@ class Emitter:
         self._buffer: deque[Row] = deque()
         self._max_buffer = self.config.buffer_max_events
         self._lock = threading.Lock()
-        self._last_heartbeat_s = self._clock()
+        self._last_heartbeat_s = self._last_in_progress_s = self._clock()
+        # Operations running now (Operation adds and discards itself: set.add/discard are atomic, so no lock
+        # on the hot path); the flusher thread counts them, keeps the peak and reports them as gauges.
+        self._running: set[Operation] = set()
+        self._peaks: dict[str, int] = {}
+        self._reported: set[str] = set()  # operations last reported with calls in progress
         self._flusher = Flusher(
             buffer=self._buffer,
             lock=self._lock,
@@ -105,9 +128,9 @@ class Emitter:
             batch_max_events=self.config.batch_max_events,
             max_entry_bytes=self._max_entry_bytes,
             flush_interval_s=self.config.flush_interval_s,
-            on_cycle=self._maybe_heartbeat,
+            on_cycle=self._on_cycle,
         )
-        self.lifecycle("started", self._component_config)
+        self.lifecycle("started", self._component_config, self._depends_on)
         self._flusher.start()
 
     @property
@@ -162,8 +185,17 @@ class Emitter:
         """Add to a domain counter (files_processed, calls_detected) outside any operation."""
         self._push((TAG_COUNT, 1, self._clock(), self._names.admit(name), value))
 
-    def lifecycle(self, kind: LifecycleKind, config: Mapping[str, Scalar] | None = None) -> None:
-        self._push((TAG_LIFECYCLE, 1, self._clock(), kind, dict(config or {})))
+    def lifecycle(self, kind: LifecycleKind, config: Mapping[str, Scalar] | None = None, depends_on: Sequence[str] | None = None) -> None:
+        self._push((TAG_LIFECYCLE, _LIFECYCLE_VERSION, self._clock(), kind, dict(config or {}), None if depends_on is None else list(depends_on)))
+
+    def declare_dependencies(self, depends_on: Sequence[str]) -> None:
+        """Declare the components this one depends on (replacing any earlier declaration); restarts repeat it."""
+        self._depends_on = tuple(depends_on)
+        self.lifecycle("registered", depends_on=self._depends_on)
+
+    def in_progress(self) -> dict[str, int]:
+        """Calls of each operation running now (tracked with `track`), as the in-progress gauges report them."""
+        return dict(Counter(op.operation for op in self._running.copy()))  # set.copy is atomic: no lock needed
 
     def system_sample(
         self,
@@ -176,17 +208,45 @@ class Emitter:
         write_bytes: int,
         threads: int,
         open_files: int,
+        net_sent_bytes: int | None = None,
+        net_recv_bytes: int | None = None,
+        net_sent_packets: int | None = None,
+        net_recv_packets: int | None = None,
     ) -> None:
-        """One resource sample; SystemSampler calls this on a schedule."""
-        self._push((TAG_SYSTEM, 1, self._clock(), scope, cpu_percent, rss_bytes, memory_total_bytes, read_bytes, write_bytes, threads, open_files))
+        """One resource sample; SystemSampler calls this on a schedule. Network counters are cumulative, None where unmeasured."""
+        self._push(
+            (
+                TAG_SYSTEM, _SYSTEM_VERSION, self._clock(), scope, cpu_percent, rss_bytes, memory_total_bytes, read_bytes, write_bytes, threads, open_files,
+                net_sent_bytes, net_recv_bytes, net_sent_packets, net_recv_packets,
+            )
+        )
 
     # -- control ---------------------------------------------------------
 
-    def _maybe_heartbeat(self) -> None:
+    def _on_cycle(self) -> None:
+        """On the flusher thread, every flush interval: the heartbeat and the in-progress gauges."""
         now = self._clock()
         if now - self._last_heartbeat_s >= self.config.heartbeat_interval_s:
             self._last_heartbeat_s = now
             self.lifecycle("heartbeat")
+        self._sample_in_progress(now)
+
+    def _sample_in_progress(self, now: float) -> None:
+        """Keep each operation's peak at this cadence; every `in_progress_interval_s`, report the operations
+        with calls in progress, or with some since the last report (so a return to zero is reported once)."""
+        counts = self.in_progress()
+        peaks = self._peaks
+        for name, running in counts.items():
+            if running > peaks.get(name, 0):
+                peaks[name] = running
+        if now - self._last_in_progress_s < self.config.in_progress_interval_s:
+            return
+        self._last_in_progress_s = now
+        for name in sorted(peaks.keys() | self._reported):
+            running = counts.get(name, 0)
+            self._push((TAG_IN_PROGRESS, _IN_PROGRESS_VERSION, now, name, running, max(peaks.get(name, 0), running)))
+        self._reported = set(counts)
+        self._peaks = dict(counts)  # the next interval's peak starts from what runs now
 
     def flush(self, timeout_s: float = 5.0) -> bool:
         """Wait until everything recorded so far is delivered; False if `timeout_s` passed first."""

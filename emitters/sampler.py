@@ -1,4 +1,4 @@
-"""Resource samples of this process and its host, taken by psutil on a background thread."""
+"""Resource samples of this process and its host (CPU, memory, disk and network I/O), taken by psutil on a background thread."""
 
 from __future__ import annotations
 
@@ -69,6 +69,7 @@ class SystemSampler:
         if self.host:
             memory = psutil.virtual_memory()
             disk = psutil.disk_io_counters()
+            net = psutil.net_io_counters()  # the host's interfaces together; None where the platform has none
             self.emitter.system_sample(
                 scope="host",
                 cpu_percent=psutil.cpu_percent(),
@@ -78,4 +79,8 @@ class SystemSampler:
                 write_bytes=disk.write_bytes if disk else 0,
                 threads=0,
                 open_files=0,
+                net_sent_bytes=net.bytes_sent if net else None,
+                net_recv_bytes=net.bytes_recv if net else None,
+                net_sent_packets=net.packets_sent if net else None,
+                net_recv_packets=net.packets_recv if net else None,
             )

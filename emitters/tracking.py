@@ -55,6 +55,7 @@ class Operation:
         self._extras()[3] = error_type
 
     def __enter__(self, _perf: Callable[[], float] = perf_counter) -> Operation:
+        self._emitter._running.add(self)  # in progress until __exit__ (the in-progress gauge)
         self._start = _perf()
         return self
 
@@ -70,6 +71,7 @@ class Operation:
     ) -> None:
         duration_ms = (_perf() - self._start) * 1000.0
         emitter = self._emitter
+        emitter._running.discard(self)
         extra = self._extra
         if extra is None and exc_type is None:
             row = (_tag, _version, emitter._clock(), self.operation, duration_ms, True, None, 0, 0, None)

@@ -7,7 +7,7 @@ from schemas.cardinality import OVERFLOW_NAME, CardinalityGuard
 from schemas.checks import Limits
 from schemas.codec import Decoded, RejectedEvent, decode_batch, encode_batch
 from schemas.errors import REASONS, RejectedEntry, SchemaError
-from schemas.events import AlertCommand, Batch, CountEvent, Event, LifecycleEvent, OperationEvent, SystemSample
+from schemas.events import AlertCommand, Batch, CountEvent, Event, InProgressSample, LifecycleEvent, OperationEvent, SystemSample
 from schemas.names import DEFAULT_PREFIX, Names
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "DEFAULT_PREFIX",
     "Decoded",
     "Event",
+    "InProgressSample",
     "LifecycleEvent",
     "Limits",
     "Names",

@@ -43,7 +43,8 @@ PAGING: Final = frozenset({"firing", "severity_changed", "resolved", "flapping",
 class AlertEvent:
     """One transition of one alert. Times are event time (seconds since the epoch); None means "not yet"."""
 
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
+    READS: ClassVar[frozenset[int]] = frozenset({1, 2})  # v1 had no `cause`
     event_id: str
     fingerprint: str
     rule: str
@@ -64,6 +65,8 @@ class AlertEvent:
     ack_until_s: float | None = None
     silenced_by: tuple[str, ...] = ()
     notify: bool = True  # False while silenced, pending or flapping (but its reminders), and for non-paging transitions
+    # The upstream root cause when the alert's component depends on a failing one (v2): "A is critical", else None.
+    cause: str | None = None
 
     @property
     def component(self) -> str:
@@ -80,7 +83,7 @@ class AlertEvent:
         raw = fields.get(b"json", fields.get("json"))
         try:
             body = json.loads(raw)  # type: ignore[arg-type]
-            if body.pop("v") != cls.VERSION:
+            if body.pop("v") not in cls.READS:
                 raise ValueError("unknown alert event version")
             body["silenced_by"] = tuple(body.get("silenced_by", ()))
             event = cls(**body)

@@ -89,6 +89,14 @@ def count(col: Sequence[object], limits: Limits) -> list[Problem]:
     return non_negative(col, limits, integral=True)
 
 
+def optional_count(col: Sequence[object], limits: Limits) -> list[Problem]:
+    """A count, or None for "not measured"."""
+    present = [i for i, v in enumerate(col) if v is not None]
+    if not present:
+        return []
+    return [(present[i], reason, detail) for i, reason, detail in count([col[i] for i in present], limits)]
+
+
 def duration(col: Sequence[object], limits: Limits) -> list[Problem]:
     return non_negative(col, limits, reason="negative_duration")
 
@@ -148,6 +156,21 @@ def optional_text(col: Sequence[object], limits: Limits) -> list[Problem]:
 
 def text(col: Sequence[object], limits: Limits) -> list[Problem]:
     return _text_column(col, limits.max_text_chars, optional=False)
+
+
+def optional_names(col: Sequence[object], limits: Limits) -> list[Problem]:
+    """None, or an array of up to `max_map_items` names (a component's declared dependencies)."""
+    problems: list[Problem] = []
+    for i, value in enumerate(col):
+        if value is None:
+            continue
+        if type(value) is not list:
+            problems.append((i, "wrong_type", f"expected an array of names, got {type(value).__name__}"))
+        elif len(value) > limits.max_map_items:
+            problems.append((i, "too_many_items", f"array of {len(value)} names exceeds {limits.max_map_items}"))
+        elif (problem := next(filter(None, (_text(item, limits.max_name_chars, optional=False) for item in value)), None)) is not None:
+            problems.append((i, *problem))
+    return problems
 
 
 def one_of(*allowed: str) -> Check:

@@ -21,8 +21,10 @@ from schemas.checks import Check, Limits
 from schemas.errors import RejectedEntry
 from schemas.events import (
     COMMAND_ACTIONS,
+    LIFECYCLE_KINDS,
     TAG_COMMAND,
     TAG_COUNT,
+    TAG_IN_PROGRESS,
     TAG_LIFECYCLE,
     TAG_OPERATION,
     TAG_SYSTEM,
@@ -30,6 +32,7 @@ from schemas.events import (
     Batch,
     CountEvent,
     Event,
+    InProgressSample,
     LifecycleEvent,
     OperationEvent,
     SystemSample,
@@ -79,10 +82,31 @@ LAYOUTS: Final[dict[tuple[int, int], tuple[tuple[str, Check], ...]]] = {
         ("threads", checks.count),
         ("open_files", checks.count),
     ),
+    (TAG_SYSTEM, 2): (
+        ("timestamp_s", checks.timestamp),
+        ("scope", checks.one_of("process", "host")),
+        ("cpu_percent", checks.non_negative),
+        ("rss_bytes", checks.count),
+        ("memory_total_bytes", checks.count),
+        ("read_bytes", checks.count),
+        ("write_bytes", checks.count),
+        ("threads", checks.count),
+        ("open_files", checks.count),
+        ("net_sent_bytes", checks.optional_count),
+        ("net_recv_bytes", checks.optional_count),
+        ("net_sent_packets", checks.optional_count),
+        ("net_recv_packets", checks.optional_count),
+    ),
     (TAG_LIFECYCLE, 1): (
         ("timestamp_s", checks.timestamp),
         ("kind", checks.one_of("started", "stopped", "heartbeat", "configured")),
         ("config", checks.config),
+    ),
+    (TAG_LIFECYCLE, 2): (
+        ("timestamp_s", checks.timestamp),
+        ("kind", checks.one_of(*LIFECYCLE_KINDS)),
+        ("config", checks.config),
+        ("depends_on", checks.optional_names),
     ),
     (TAG_COMMAND, 1): (
         ("timestamp_s", checks.timestamp),
@@ -93,6 +117,12 @@ LAYOUTS: Final[dict[tuple[int, int], tuple[tuple[str, Check], ...]]] = {
         ("expires_in_s", checks.non_negative),
         ("matchers", checks.config),
     ),
+    (TAG_IN_PROGRESS, 1): (
+        ("timestamp_s", checks.timestamp),
+        ("operation", checks.name),
+        ("in_progress", checks.count),
+        ("peak", checks.count),
+    ),
 }
 
 
@@ -102,8 +132,20 @@ def upcast_operation_v1_v2(fields: list[Any]) -> list[Any]:
     return [timestamp_s, operation, duration_ms, ok, None if ok else "unknown", cache_hits, cache_misses, {}]
 
 
+def upcast_system_v1_v2(fields: list[Any]) -> list[Any]:
+    """v1 had no network counters: not measured."""
+    return [*fields, None, None, None, None]
+
+
+def upcast_lifecycle_v1_v2(fields: list[Any]) -> list[Any]:
+    """v1 declared no dependencies."""
+    return [*fields, None]
+
+
 UPCASTS: Final[dict[tuple[int, int], Callable[[list[Any]], list[Any]]]] = {
     (TAG_OPERATION, 1): upcast_operation_v1_v2,
+    (TAG_SYSTEM, 1): upcast_system_v1_v2,
+    (TAG_LIFECYCLE, 1): upcast_lifecycle_v1_v2,
 }
 
 _TYPES: Final[dict[int, type[Event]]] = {
@@ -112,6 +154,7 @@ _TYPES: Final[dict[int, type[Event]]] = {
     TAG_SYSTEM: SystemSample,
     TAG_LIFECYCLE: LifecycleEvent,
     TAG_COMMAND: AlertCommand,
+    TAG_IN_PROGRESS: InProgressSample,
 }
 
 _ENVELOPE: Final[tuple[tuple[str, Check], ...]] = (
@@ -374,4 +417,6 @@ def _event(tag: int, values: dict[str, Any], shared: Mapping[str, Any]) -> Event
     cls = _TYPES[tag]
     if tag == TAG_OPERATION and values["counters"] is None:  # emitters send nil for "no counters": it packs smaller
         values["counters"] = {}
+    elif tag == TAG_LIFECYCLE and values["depends_on"] is not None:
+        values["depends_on"] = tuple(values["depends_on"])
     return cls(**values, **shared)

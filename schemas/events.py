@@ -17,9 +17,12 @@ TAG_COUNT: Final = 2
 TAG_SYSTEM: Final = 3
 TAG_LIFECYCLE: Final = 4
 TAG_COMMAND: Final = 5
+TAG_IN_PROGRESS: Final = 6
 
 # `configured`: the component now uses the settings in `config` (it obeyed a control setting).
-LifecycleKind = Literal["started", "stopped", "heartbeat", "configured"]
+# `registered`: the component declares what it depends on (`depends_on`) after it started.
+LifecycleKind = Literal["started", "stopped", "heartbeat", "configured", "registered"]
+LIFECYCLE_KINDS: Final = ("started", "stopped", "heartbeat", "configured", "registered")
 SampleScope = Literal["process", "host"]
 CommandAction = Literal["ack", "unack", "silence", "expire_silence"]
 COMMAND_ACTIONS: Final = ("ack", "unack", "silence", "expire_silence")
@@ -65,7 +68,7 @@ class SystemSample(EventBase):
     """Resource use of one process, or of its whole host (`scope`)."""
 
     TAG: ClassVar[int] = TAG_SYSTEM
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     scope: SampleScope
     cpu_percent: float
     rss_bytes: int
@@ -74,16 +77,37 @@ class SystemSample(EventBase):
     write_bytes: int
     threads: int
     open_files: int
+    # Cumulative network counters of the host (v2); None where not measured: per process, and in v1 samples.
+    net_sent_bytes: int | None = None
+    net_recv_bytes: int | None = None
+    net_sent_packets: int | None = None
+    net_recv_packets: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LifecycleEvent(EventBase):
-    """A component started, stopped, or is still alive; carries its configuration."""
+    """A component started, stopped, or is still alive; carries its configuration and, when declared, its dependencies.
+
+    `depends_on` None means "not declared here" (the registry keeps what it knew); a tuple, even empty, replaces it.
+    """
 
     TAG: ClassVar[int] = TAG_LIFECYCLE
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     kind: LifecycleKind
     config: Mapping[str, Scalar] = field(default_factory=dict)
+    depends_on: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InProgressSample(EventBase):
+    """How many calls of one operation were in progress (a gauge, as prometheus_client's track_inprogress),
+    now and at the most since the previous sample of that operation."""
+
+    TAG: ClassVar[int] = TAG_IN_PROGRESS
+    VERSION: ClassVar[int] = 1
+    operation: str
+    in_progress: int
+    peak: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -106,13 +130,14 @@ class AlertCommand(EventBase):
     matchers: Mapping[str, Scalar] = field(default_factory=dict)
 
 
-Event = Union[OperationEvent, CountEvent, SystemSample, LifecycleEvent, AlertCommand]
-EVENT_TYPES: Final[tuple[type[OperationEvent] | type[CountEvent] | type[SystemSample] | type[LifecycleEvent] | type[AlertCommand], ...]] = (
+Event = Union[OperationEvent, CountEvent, SystemSample, LifecycleEvent, AlertCommand, InProgressSample]
+EVENT_TYPES: Final[tuple[type[Event], ...]] = (
     OperationEvent,
     CountEvent,
     SystemSample,
     LifecycleEvent,
     AlertCommand,
+    InProgressSample,
 )
 
 

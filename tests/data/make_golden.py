@@ -21,6 +21,15 @@ GOLDEN = {
         [3, 1, T + 0.7, "process", 12.5, 104_857_600, 8_589_934_592, 4096, 8192, 9, 17],
         [4, 1, T + 0.8, "started", {"workers": 4, "mode": "incremental", "debug": False, "ratio": 0.5, "path": None}],
     ],
+    # The current versions since issue 7: network counters on samples, declared dependencies, in-flight gauges.
+    "batch_v2_current.msgpack": [
+        [1, 2, T, "parse_file", 12.5, True, None, 3, 1, {"calls_detected": 12}],
+        [3, 2, T + 0.7, "host", 12.5, 104_857_600, 8_589_934_592, 4096, 8192, 0, 0, 1_000, 2_000, 10, 20],
+        [3, 2, T + 0.7, "process", 12.5, 104_857_600, 8_589_934_592, 4096, 8192, 9, 17, None, None, None, None],
+        [4, 2, T + 0.8, "started", {"workers": 4}, ["tree_sitter_manager"]],
+        [4, 2, T + 0.85, "heartbeat", {}, None],
+        [6, 1, T + 0.9, "parse_file", 3, 5],
+    ],
     "batch_v1_operation_v1.msgpack": [
         [1, 1, T, "resolve_breadcrumb", 5.25, True, 1, 0],
         [1, 1, T + 1, "resolve_breadcrumb", 7.0, False, 0, 1],

@@ -8,7 +8,7 @@ from typing import Any, Iterable, Sequence
 
 from schemas.checks import Limits
 from schemas.codec import PAYLOAD_FIELD, TICK_FIELD, pack, pack_envelope
-from schemas.events import TAG_COMMAND, TAG_COUNT, TAG_LIFECYCLE, TAG_OPERATION, TAG_SYSTEM
+from schemas.events import TAG_COMMAND, TAG_COUNT, TAG_IN_PROGRESS, TAG_LIFECYCLE, TAG_OPERATION, TAG_SYSTEM
 
 from processors.contract import Item, LatestOutput, Output, StreamOutput
 from processors.ledger import Ledger
@@ -30,8 +30,12 @@ def system(ts: float, *, scope: str = "process", cpu: float = 50.0, rss: int = 1
     return [TAG_SYSTEM, 1, ts, scope, cpu, rss, 10_000, read, write, threads, files]
 
 
-def lifecycle(ts: float, kind: str, config: dict[str, Any] | None = None) -> list[Any]:
-    return [TAG_LIFECYCLE, 1, ts, kind, config or {}]
+def lifecycle(ts: float, kind: str, config: dict[str, Any] | None = None, depends_on: list[str] | None = None) -> list[Any]:
+    return [TAG_LIFECYCLE, 2, ts, kind, config or {}, depends_on]
+
+
+def in_progress(ts: float, operation: str, running: int, peak: int | None = None) -> list[Any]:
+    return [TAG_IN_PROGRESS, 1, ts, operation, running, running if peak is None else peak]
 
 
 def command(ts: float, action: str, target: str, *, by: str = "ops", reason: str = "", expires_in_s: float = 0.0, matchers: dict[str, str] | None = None) -> list[Any]:

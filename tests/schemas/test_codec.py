@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from schemas import (
     AlertCommand,
+    InProgressSample,
     REASONS,
     Batch,
     CountEvent,
@@ -39,7 +40,18 @@ EVENTS = (
     ),
     LifecycleEvent(timestamp_s=T + 0.8, kind="started", config={"workers": 4, "mode": "incremental", "debug": False, "ratio": 0.5, "path": None}, **SHARED),
 )
-BATCH = Batch(**ENVELOPE, events=EVENTS)  # the golden sample's content
+BATCH = Batch(**ENVELOPE, events=EVENTS)  # the v1 golden sample's content, upcast
+EVENTS_V2 = (
+    EVENTS[0],
+    SystemSample(
+        timestamp_s=T + 0.7, scope="host", cpu_percent=12.5, rss_bytes=104_857_600, memory_total_bytes=8_589_934_592, read_bytes=4096, write_bytes=8192,
+        threads=0, open_files=0, net_sent_bytes=1_000, net_recv_bytes=2_000, net_sent_packets=10, net_recv_packets=20, **SHARED,
+    ),
+    EVENTS[3],
+    LifecycleEvent(timestamp_s=T + 0.8, kind="started", config={"workers": 4}, depends_on=("tree_sitter_manager",), **SHARED),
+    LifecycleEvent(timestamp_s=T + 0.85, kind="heartbeat", **SHARED),
+    InProgressSample(timestamp_s=T + 0.9, operation="parse_file", in_progress=3, peak=5, **SHARED),
+)
 COMMAND = AlertCommand(timestamp_s=T + 0.9, action="silence", target="5f3a9c", by="ana", reason="deploy", expires_in_s=7200.0, matchers={"component": "=parser", "severity": "=~warn.*"}, **SHARED)
 
 
@@ -47,7 +59,7 @@ def envelope_with(rows: list[Any], **changes: Any) -> bytes:
     return pack_envelope(**{**ENVELOPE, **changes}, rows=rows)
 
 
-@pytest.mark.parametrize("event", (*EVENTS, COMMAND), ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize("event", (*EVENTS, *EVENTS_V2, COMMAND), ids=lambda e: type(e).__name__)
 def test_every_event_type_round_trips(event: Any) -> None:
     batch = Batch(**ENVELOPE, events=(event,))
     decoded = decode_batch(encode_batch(batch))
@@ -55,10 +67,19 @@ def test_every_event_type_round_trips(event: Any) -> None:
     assert decoded.rejected == ()
 
 
+def test_golden_v1_sample_decodes_upcast() -> None:
+    """v1 system samples measured no network and v1 lifecycle events declared no dependencies: None, not zero."""
+    decoded = decode_batch((DATA / "batch_v1_current.msgpack").read_bytes())
+    assert decoded.batch == BATCH
+    sample, started = decoded.batch.events[3:5]
+    assert isinstance(sample, SystemSample) and sample.net_sent_bytes is None
+    assert isinstance(started, LifecycleEvent) and started.depends_on is None
+
+
 def test_golden_current_sample_decodes_and_encodes_to_the_same_bytes() -> None:
-    golden = (DATA / "batch_v1_current.msgpack").read_bytes()
-    assert decode_batch(golden).batch == BATCH
-    assert encode_batch(BATCH) == golden
+    golden = (DATA / "batch_v2_current.msgpack").read_bytes()
+    assert decode_batch(golden).batch == Batch(**ENVELOPE, events=EVENTS_V2)
+    assert encode_batch(Batch(**ENVELOPE, events=EVENTS_V2)) == golden
 
 
 def test_golden_operation_v1_is_upcast() -> None:
@@ -96,6 +117,15 @@ EVENT_REJECTIONS = [
     ("oversized_string", op_with(3, "x" * 201)),
     ("too_many_items", op_with(9, {f"c{i}": 1 for i in range(65)})),
     ("wrong_type", [4, 1, T, "exploded", {}]),
+    ("wrong_type", [4, 1, T, "registered", {}]),  # a v2 kind in a v1 row
+    ("wrong_type", [4, 2, T, "registered", {}, "tree_sitter_manager"]),
+    ("wrong_type", [4, 2, T, "registered", {}, ["ok", 7]]),
+    ("oversized_string", [4, 2, T, "registered", {}, ["x" * 201]]),
+    ("too_many_items", [4, 2, T, "registered", {}, [f"c{i}" for i in range(65)]]),
+    ("negative_value", [3, 2, T, "host", 1.0, 1, 1, 0, 0, 0, 0, -1, None, None, None]),
+    ("wrong_type", [3, 2, T, "host", 1.0, 1, 1, 0, 0, 0, 0, None, "1", None, None]),
+    ("negative_value", [6, 1, T, "parse", -1, 0]),
+    ("wrong_type", [6, 1, T, "parse", 1.5, 2]),
     ("wrong_type", [5, 1, T, "delete_everything", "x", "", "", 0.0, {}]),
     ("negative_value", [5, 1, T, "ack", "5f3a9c", "", "", -1.0, {}]),
     ("wrong_type", [5, 1, T, "silence", "s1", "", "", 60.0, {"component": ["parser"]}]),
