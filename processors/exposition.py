@@ -4,7 +4,8 @@ A custom collector reads `api.overview` at each scrape, so `/metrics` shows the
 processors' latest windows, never a recomputation. Names follow Prometheus
 conventions (base units: seconds, bytes, ratios; `_total` for counters), and
 labels are bounded: components and processes are capped by the statistics
-processor, severities and states are fixed sets.
+processor, hosts are those that sampled in the latest window, severities,
+states and directions are fixed sets.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import CollectorRegistry
 
 QUANTILES = (("0.5", "p50"), ("0.9", "p90"), ("0.95", "p95"), ("0.99", "p99"))
+# Direction label -> the prefix of the host's network rates in the statistics (`{prefix}_bytes_per_s`, `{prefix}_packets_per_s`).
+NETWORK_DIRECTIONS = (("sent", "net_sent"), ("received", "net_recv"))
 RUNTIME_COUNTERS = (("dead_letters_total", "Entries sent to the dead-letter stream."), ("missing_batches_total", "Batches lost before processing (sequence gaps)."))
 
 
@@ -29,6 +32,7 @@ class SnapshotCollector:
         yield from _health(view.get("health"))
         yield from _components(view.get("components", {}))
         yield from _processes(view.get("stats", {}))
+        yield from _hosts(view.get("stats", {}))
         yield from _alerts(view.get("alerts", []))
         yield from _runtime(view.get("runtime", {}))
         optimizer = view.get("optimizer") or {}
@@ -94,6 +98,23 @@ def _processes(latest: Mapping[str, Mapping[str, Any]]) -> Iterator[Metric]:
                 _add(cpu, [component, process], None if body.get("cpu_percent") is None else body["cpu_percent"] / 100)
                 _add(rss, [component, process], body.get("rss_bytes"))
     yield from (cpu, rss)
+
+
+def _hosts(latest: Mapping[str, Mapping[str, Any]]) -> Iterator[Metric]:
+    """USE for the hosts the pipeline runs on: network traffic, from the cumulative counters of host samples.
+
+    A host without a rate (no network counters, one sample, or a counter reset) has no series rather than 0.
+    """
+    labels = ["host", "direction"]
+    traffic = GaugeMetricFamily("pipepulse_host_network_bytes_per_second", "Bytes per second over all network interfaces of the host in the latest window, by direction (sent, received).", labels=labels)
+    packets = GaugeMetricFamily("pipepulse_host_network_packets_per_second", "Packets per second over all network interfaces of the host in the latest window, by direction (sent, received).", labels=labels)
+    for views in latest.values():
+        for view in views.values():
+            for host, body in sorted(view.get("hosts", {}).items()):  # only the pipeline-wide field carries hosts
+                for direction, prefix in NETWORK_DIRECTIONS:
+                    _add(traffic, [host, direction], body.get(f"{prefix}_bytes_per_s"))
+                    _add(packets, [host, direction], body.get(f"{prefix}_packets_per_s"))
+    yield from (traffic, packets)
 
 
 def _alerts(active: list[Mapping[str, Any]]) -> Iterator[Metric]:

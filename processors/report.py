@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from processors.summary import OperationSummary, SystemSummary
+from processors.summary import COUNTERS, CounterMark, OperationSummary, SystemSummary
 
 QUANTILES = (("p50", 0.50), ("p90", 0.90), ("p95", 0.95), ("p99", 0.99))
 
@@ -59,8 +59,6 @@ def operation_stats(summary: OperationSummary, window_s: float, apdex_t_ms: floa
 
 
 def system_stats(summary: SystemSummary) -> dict[str, Any]:
-    (first_s, first_read, first_write), (last_s, last_read, last_write) = summary.first, summary.last
-    elapsed_s = last_s - first_s
     rss_bytes, memory_total_bytes, threads, open_files = summary.latest
     return {
         "samples": summary.samples,
@@ -71,7 +69,19 @@ def system_stats(summary: SystemSummary) -> dict[str, Any]:
         "memory_total_bytes": memory_total_bytes,
         "threads": threads,
         "open_files": open_files,
-        # Counters that went backwards (a restarted process) give no rate rather than a negative one.
-        "read_bytes_per_s": (last_read - first_read) / elapsed_s if elapsed_s > 0 and last_read >= first_read else None,
-        "write_bytes_per_s": (last_write - first_write) / elapsed_s if elapsed_s > 0 and last_write >= first_write else None,
+        **_counter_rates(summary.first, summary.last),
+    }
+
+
+def _counter_rates(first: CounterMark, last: CounterMark) -> dict[str, float | None]:
+    """`{counter}_per_s` for every cumulative counter between two marks.
+
+    None when not measured at either end, when no time passed, or when the counter went
+    backwards (a restarted process, a rebooted host): no rate rather than a zero or negative one.
+    """
+    (first_s, *first_values), (last_s, *last_values) = first, last
+    elapsed_s = last_s - first_s
+    return {
+        f"{name}_per_s": (end - start) / elapsed_s if start is not None and end is not None and elapsed_s > 0 and end >= start else None
+        for name, start, end in zip(COUNTERS, first_values, last_values, strict=True)
     }

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Final, Mapping, Sequence
 
 import numpy as np
 
@@ -76,16 +76,22 @@ class OperationSummary:
         )
 
 
+# Cumulative counters of a system sample, in the order of a `CounterMark`; None where not measured
+# (network counters per process and in v1 samples), which stays unknown rather than zero.
+COUNTERS: Final = ("read_bytes", "write_bytes", "net_sent_bytes", "net_recv_bytes", "net_sent_packets", "net_recv_packets")
+CounterMark = tuple[float, *tuple[int | None, ...]]  # (timestamp_s, one value per COUNTERS)
+
+
 @dataclass(slots=True)
 class SystemSummary:
-    """Resource samples of one process or host in one window; I/O counters are cumulative, so rates use first and last."""
+    """Resource samples of one process or host in one window; `COUNTERS` are cumulative, so rates use first and last."""
 
     samples: int = 0
     cpu_percent_total: float = 0.0
     cpu_percent_max: float = 0.0
     rss_bytes_max: int = 0
-    first: tuple[float, int, int] = (math.inf, 0, 0)  # (timestamp_s, read_bytes, write_bytes)
-    last: tuple[float, int, int] = (-math.inf, 0, 0)
+    first: CounterMark = (math.inf, *(None for _ in COUNTERS))
+    last: CounterMark = (-math.inf, *(None for _ in COUNTERS))
     latest: tuple[int, int, int, int] = (0, 0, 0, 0)  # rss_bytes, memory_total_bytes, threads, open_files at `last`
 
     def add(self, timestamp_s: float, values: Mapping[str, Any]) -> None:
@@ -93,11 +99,11 @@ class SystemSummary:
         self.cpu_percent_total += values["cpu_percent"]
         self.cpu_percent_max = max(self.cpu_percent_max, values["cpu_percent"])
         self.rss_bytes_max = max(self.rss_bytes_max, values["rss_bytes"])
-        io = (timestamp_s, values["read_bytes"], values["write_bytes"])
+        mark: CounterMark = (timestamp_s, *(values[name] for name in COUNTERS))
         if timestamp_s < self.first[0]:
-            self.first = io
+            self.first = mark
         if timestamp_s >= self.last[0]:
-            self.last = io
+            self.last = mark
             self.latest = (values["rss_bytes"], values["memory_total_bytes"], values["threads"], values["open_files"])
 
     def merge(self, other: SystemSummary) -> None:
@@ -116,7 +122,13 @@ class SystemSummary:
     @classmethod
     def from_wire(cls, value: Sequence[Any]) -> SystemSummary:
         samples, total, peak, rss_max, first, last, latest = value
-        return cls(samples, total, peak, rss_max, tuple(first), tuple(last), tuple(latest))
+        return cls(samples, total, peak, rss_max, _counter_mark(first), _counter_mark(last), tuple(latest))
+
+
+def _counter_mark(wire: Sequence[Any]) -> CounterMark:
+    """A checkpointed mark; checkpoints written before the network counters hold read and write bytes only, so the rest is unknown."""
+    timestamp_s, *values = wire
+    return (timestamp_s, *values, *(None for _ in COUNTERS[len(values) :]))
 
 
 def fold_operations(

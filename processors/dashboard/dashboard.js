@@ -21,6 +21,7 @@ function row(cells) {
 }
 
 const fixed = (v, d = 1) => (v === null || v === undefined ? "-" : Number(v).toFixed(d));
+const kib = (bytes) => (bytes === null || bytes === undefined ? "-" : (bytes / 1024).toFixed(1));
 const percent = (v) => (v === null || v === undefined ? "-" : (100 * v).toFixed(1) + "%");
 const clock = (s) => (s ? new Date(s * 1000).toISOString().slice(11, 19) : "-");
 
@@ -84,10 +85,10 @@ function renderOverview(view) {
   for (const [field, views] of Object.entries(view.stats)) {
     for (const body of Object.values(views)) {
       for (const [process, p] of Object.entries(body.processes || {})) {
-        processes.push(row([field, process, fixed(p.cpu_percent), fixed((p.rss_bytes || 0) / 1048576), p.threads]));
+        processes.push(row([field, process, fixed(p.cpu_percent), fixed((p.rss_bytes || 0) / 1048576), p.threads, kib(p.net_sent_bytes_per_s), kib(p.net_recv_bytes_per_s)]));
       }
       for (const [host, h] of Object.entries(body.hosts || {})) {  // only the pipeline-wide field carries hosts
-        processes.push(row(["(host)", host, fixed(h.cpu_percent), fixed((h.rss_bytes || 0) / 1048576) + " of " + fixed((h.memory_total_bytes || 0) / 1048576, 0), "-"]));
+        processes.push(row(["(host)", host, fixed(h.cpu_percent), fixed((h.rss_bytes || 0) / 1048576) + " of " + fixed((h.memory_total_bytes || 0) / 1048576, 0), "-", kib(h.net_sent_bytes_per_s), kib(h.net_recv_bytes_per_s)]));
       }
     }
   }
