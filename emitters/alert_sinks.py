@@ -57,6 +57,7 @@ def alertmanager_payload(event: AlertEvent, *, receiver: str = "pipepulse", exte
         "transition": event.transition,
         "state": event.state,
         "event_id": event.event_id,
+        "cause": event.cause or "",  # the upstream root cause of an impacted component
     }
     starts_at_s = next(t for t in (event.fired_at_s, event.active_since_s, event.at_s) if t is not None)
     ended_at_s = event.resolved_at_s if event.resolved_at_s is not None else event.at_s

@@ -64,6 +64,7 @@ class Alert:
     ack_reason: str | None = None
     ack_until_s: float | None = None
     silenced_by: tuple[str, ...] = ()
+    cause: str | None = None  # the upstream root cause when it began (or fired): "upstream parser is critical"
     history: list[list[Any]] = field(default_factory=list)
 
     @property

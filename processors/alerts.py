@@ -52,14 +52,18 @@ class AlertEvaluator:
         self._silences: dict[str, dict[str, Any]] = {}
         self._parsed: dict[str, list[tuple[str, str, Any]]] = {}
         self._events_total = 0
+        self._causes: Mapping[str, str] = {}  # for the evaluation under way (derived from the health snapshot)
         self._dirty: set[PartKey] = set()
         self._deleted: set[PartKey] = set()
 
     # -- evaluation
 
-    def evaluate(self, now_s: float, views: Mapping[str, Mapping[str, Any]], forecasts: ForecastLookup, only_component: str | None = None) -> list[Output]:
+    def evaluate(
+        self, now_s: float, views: Mapping[str, Mapping[str, Any]], forecasts: ForecastLookup, only_component: str | None = None, causes: Mapping[str, str] | None = None
+    ) -> list[Output]:
         """Judge every rule whose window is in `views`; a per-batch call passes one component's "10s" view,
-        and only component rules are judged on it."""
+        and only component rules are judged on it. `causes` names the upstream cause of each impacted component."""
+        self._causes = causes or {}
         outputs: list[Output] = []
         seen: set[str] = set()
         for (window, scope), rules in self._groups.items():
@@ -185,6 +189,8 @@ class AlertEvaluator:
 
     def _step(self, alert: Alert, rule: Rule, now_s: float, verdict: Verdict) -> list[Output]:
         happened = alert_state.step(alert, now_s, verdict, rule.for_s, rule.keep_firing_for_s, self.settings.policy)
+        if "pending" in happened or "firing" in happened:  # named when it begins and again when it pages
+            alert.cause = self._causes.get(alert.labels.get("component", ""))
         self._dirty.add(("a", alert.fingerprint))  # timers and values move without an event, and must survive a restart
         return self._publish(alert, now_s, happened) if happened else []
 
@@ -308,7 +314,7 @@ class AlertEvaluator:
                 transition=transition,
                 value=alert.value,
                 threshold=alert.threshold,
-                message=alert.message,
+                message=alert.message if alert.cause is None else f"{alert.message} ({alert.cause})",
                 at_s=now_s,
                 active_since_s=alert.active_since_s,
                 fired_at_s=alert.fired_at_s,
@@ -319,6 +325,7 @@ class AlertEvaluator:
                 ack_until_s=alert.ack_until_s,
                 silenced_by=alert.silenced_by,
                 notify=_pages(alert, transition),
+                cause=alert.cause,
             )
             outputs.append(StreamOutput("alerts", event.to_fields()))
         self._dirty.update((("a", alert.fingerprint), ("n",)))

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Final, Iterable, Mapping
 
-from processors import metrics
+from processors import dependencies, metrics
 from processors.alert_state import Alert
 from processors.contract import LatestOutput, Output, PartKey, Parts, StreamOutput, to_json
 
@@ -53,7 +53,7 @@ class HealthScorer:
 
     def __init__(self, settings: HealthSettings = HealthSettings()) -> None:
         self.settings = settings
-        self._previous: dict[str, Any] | None = None
+        self._remember(None)
         self._changed = False
 
     def score(self, stats: Mapping[str, Any], processes: Mapping[str, Any], alerts: Iterable[Alert]) -> dict[str, Any]:
@@ -87,15 +87,26 @@ class HealthScorer:
             if body["status"] == "unknown":  # stale: no score at all, never one made of its last values or of "no data"
                 body.update(score=None, level="unknown")
             components[name] = body
+        root_causes = _propagate(components, document["components"])
         firing = len([a for a in active if a.is_firing])
-        snapshot.update(at_s=now_s, components=components, active_alerts=len(active), firing_alerts=firing)
+        snapshot.update(at_s=now_s, components=components, root_causes=root_causes, active_alerts=len(active), firing_alerts=firing)
         if self._previous is not None and not force and _gist(snapshot) == _gist(self._previous):
             return []
         snapshot["moved"] = _moved(self._previous, snapshot)
-        self._previous = snapshot
+        self._remember(snapshot)
         self._changed = True
         text = to_json(snapshot)
         return [StreamOutput("health", {"at_s": str(now_s), "json": text}), LatestOutput("health", "current", text)]
+
+    def causes(self) -> Mapping[str, str]:
+        """Each impacted component's upstream cause in the newest snapshot, as alerts on it name it."""
+        return self._causes
+
+    def _remember(self, snapshot: dict[str, Any] | None) -> None:
+        self._previous = snapshot
+        components = (snapshot or {}).get("components", {})
+        # Derived, not state: alerts read it on every batch, so it is made once per snapshot.
+        self._causes = {name: dependencies.cause_text(body["impacted_by"]) for name, body in components.items() if body.get("impacted_by")}
 
     # -- checkpoint: the previous snapshot, which "moved" is computed against
 
@@ -107,13 +118,27 @@ class HealthScorer:
         return {("previous",): self._previous} if self._previous is not None else {}
 
     def restore(self, parts: Mapping[PartKey, Any]) -> None:
-        self._previous = parts.get(("previous",))
+        self._remember(parts.get(("previous",)))
         self._changed = False
 
 
+def _propagate(components: dict[str, dict[str, Any]], facts: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Mark the components impacted by a failing one upstream (with the cause); return the root causes and what each impacts."""
+    impacted = dependencies.impact({name: body["status"] for name, body in components.items()}, {name: facts[name].get("depends_on", []) for name in components})
+    impacts: dict[str, list[str]] = {}
+    for name, body in components.items():
+        body["impacted_by"] = impacted.get(name, [])
+        for cause in body["impacted_by"]:
+            impacts.setdefault(cause["component"], []).append(name)
+    return [{"component": root, "status": components[root]["status"], "impacts": names} for root, names in sorted(impacts.items())]
+
+
 def _gist(snapshot: Mapping[str, Any]) -> tuple[Any, ...]:
-    """What makes a snapshot worth sending between window closes: a whole point, a level, a status, an alert."""
-    statuses = tuple((name, body["status"], body["score"] if body["score"] is None else round(body["score"])) for name, body in sorted(snapshot["components"].items()))
+    """What makes a snapshot worth sending between window closes: a whole point, a level, a status, an impact, an alert."""
+    statuses = tuple(
+        (name, body["status"], body["score"] if body["score"] is None else round(body["score"]), tuple(c["component"] for c in body.get("impacted_by", ())))
+        for name, body in sorted(snapshot["components"].items())
+    )
     deductions = tuple((d["fingerprint"], d["severity"]) for d in snapshot["deductions"])
     return round(snapshot["score"]), snapshot["level"], statuses, deductions, snapshot["active_alerts"]
 

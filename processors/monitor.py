@@ -74,7 +74,7 @@ class MonitorProcessor:
                 judged += self._commands(item)
                 component = item.decoded.envelope.component
                 if self._judges_batches and self.stats.knows(component) and set(item.decoded.columns) - {TAG_COMMAND}:
-                    judged += self.alerts.evaluate(now_s, {"10s": self.stats.sliding(component)}, self.forecasts.latest, only_component=component)
+                    judged += self.alerts.evaluate(now_s, {"10s": self.stats.sliding(component)}, self.forecasts.latest, only_component=component, causes=self.health.causes())
             closed = False
             for kind, document in self.stats.documents:
                 if kind == "window":
@@ -82,7 +82,7 @@ class MonitorProcessor:
                     self.alerts.learn(document["end_s"], document)
                     outputs += self.forecasts.observe(document["end_s"], _forecast_values(document))
                 else:
-                    judged += self.alerts.evaluate(now_s, document, self.forecasts.latest)
+                    judged += self.alerts.evaluate(now_s, document, self.forecasts.latest, causes=self.health.causes())
                     outputs += self.health.assess(now_s, document["10s"], self.alerts.active(), force=closed)
                     outputs += self.recommender.assess(now_s, document["10s"], self.alerts.active())
             outputs += judged

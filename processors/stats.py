@@ -17,8 +17,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from schemas.cardinality import OVERFLOW_NAME
-from schemas.events import TAG_COMMAND, TAG_COUNT, TAG_LIFECYCLE, TAG_OPERATION, TAG_SYSTEM
+from schemas.events import TAG_COMMAND, TAG_COUNT, TAG_IN_PROGRESS, TAG_LIFECYCLE, TAG_OPERATION, TAG_SYSTEM
 
+from processors import registry
 from processors.contract import BatchItem, Item, LatestOutput, Output, PartKey, Parts, StreamOutput, Tick, to_json
 from processors.report import operation_stats, system_stats
 from processors.summary import OperationSummary, SystemSummary, fold_operations
@@ -85,6 +86,7 @@ class StatsProcessor:
                 self._advance(item.time_s)
                 self._close_windows(outputs)
                 self._emit_live(outputs)
+                outputs += registry.publish(self._components, self._producers, self._stream_time_s, self.settings.stale_after_s)
             elif isinstance(item, BatchItem):
                 self._apply_batch(item)
                 self._close_windows(outputs)
@@ -103,7 +105,9 @@ class StatsProcessor:
         if not columns and item.decoded.columns:
             return  # operator commands are not telemetry: the alert evaluator applies them
         component = self._admit(self._components, envelope.component, self.settings.max_components)
-        info = self._components.setdefault(component, {"last_seen_s": -math.inf, "late_events_total": 0, "state": "running", "config": {}, "names": {}})
+        info = self._components.setdefault(
+            component, {"first_seen_s": None, "last_seen_s": -math.inf, "late_events_total": 0, "state": "running", "config": {}, "depends_on": [], "names": {}}
+        )
         producer_id, producer = self._producer(item, component)
         newest_s = -math.inf
         for tag, column in columns.items():
@@ -123,13 +127,21 @@ class StatsProcessor:
             elif tag == TAG_SYSTEM:
                 self._apply_system(component, envelope.pid, envelope.host, column.fields, keep)
             elif tag == TAG_LIFECYCLE:
-                for kind, config in zip(column.fields["kind"], column.fields["config"]):
+                for kind, config, depends_on in zip(column.fields["kind"], column.fields["config"], column.fields["depends_on"]):
                     if kind != "heartbeat":
                         info["state"] = "stopped" if kind == "stopped" else "running"
                     if kind in ("started", "configured"):
                         info["config"].update(config)  # several producers (and restarts) of one component add up
+                    if depends_on is not None:  # declared: replaces what was known (None keeps it, across restarts too)
+                        info["depends_on"] = sorted(set(depends_on) - {component})
+                    if kind == "stopped":
+                        producer["in_progress"] = {}  # a process that stopped runs nothing
+            elif tag == TAG_IN_PROGRESS:
+                self._apply_in_progress(info, producer, column.fields)
             producer["events_total"] += len(column)
         if newest_s > -math.inf:
+            if info.get("first_seen_s") is None:  # its first event: the registration time in the registry
+                info["first_seen_s"] = min(min(c.fields["timestamp_s"]) for c in columns.values())
             info["last_seen_s"] = max(info["last_seen_s"], newest_s)
             producer["last_seen_s"] = max(producer["last_seen_s"], newest_s)
             self._advance(newest_s)
@@ -180,6 +192,19 @@ class StatsProcessor:
         for i, (timestamp_s, value) in enumerate(zip(fields["timestamp_s"], fields["value"])):
             if keep is None or keep[i]:
                 self._windows.add(("count", component), math.floor(timestamp_s), OperationSummary(counters={names[i]: value}))
+
+    def _apply_in_progress(self, info: dict[str, Any], producer: dict[str, Any], fields: Mapping[str, Sequence[Any]]) -> None:
+        """Gauges: the newest report per operation of this producer wins; an idle operation is dropped."""
+        gauges: dict[str, list[Any]] = producer.setdefault("in_progress", {})
+        names = self._names(info, "operations", fields["operation"], self.settings.max_operations)
+        for timestamp_s, name, running, peak in zip(fields["timestamp_s"], names, fields["in_progress"], fields["peak"]):
+            held = gauges.get(name)
+            if held is not None and held[0] > timestamp_s:
+                continue  # an older report arriving late
+            if running or peak:
+                gauges[name] = [timestamp_s, running, max(running, peak)]
+            else:
+                gauges.pop(name, None)
 
     def _apply_system(self, component: str, pid: int, host: str, fields: Mapping[str, Sequence[Any]], keep: np.ndarray | None) -> None:
         names = tuple(fields)
@@ -276,7 +301,7 @@ class StatsProcessor:
             self._dirty.discard(("component", component))
             self._deleted.add(("component", component))
             self._sliding_cache.pop(component, None)
-            for table in ("stats", "stats_rollup", "stats_live"):
+            for table in ("stats", "stats_rollup", "stats_live", "components"):
                 outputs.append(LatestOutput(table, component, None))
         for producer_id in [p for p, info in self._producers.items() if info["last_seen_s"] < cutoff]:
             del self._producers[producer_id]
@@ -303,14 +328,17 @@ class StatsProcessor:
         components: dict[str, dict[str, Any]] = {}
         hosts: dict[str, Any] = {}
         for component, info in self._components.items() if only is None else [(only, self._components[only])]:
-            stale = self._stream_time_s - info["last_seen_s"] > self.settings.stale_after_s
+            stale = registry.is_stale(info["last_seen_s"], self._stream_time_s, self.settings.stale_after_s)
             components[component] = {
                 "last_seen_s": _finite_or_none(info["last_seen_s"]),
                 "late_events_total": info["late_events_total"],
                 "state": info["state"],
                 "stale": stale,
                 "config": info["config"],
+                "depends_on": info.get("depends_on", []),
             }
+        if only is None:  # not in the lean per-batch view: it would scan every producer on every batch
+            self._concurrency(components)
         totals: dict[str, OperationSummary] = {}
         for key, summary in sorted(summaries.items()):
             family = key[0]
@@ -334,15 +362,32 @@ class StatsProcessor:
             # A stale component with nothing in this window gets no stats: stale, never its last values.
             if not body["stale"] or component in totals:
                 body["stats"] = operation_stats(totals.get(component, OperationSummary()), window_s, self.settings.apdex_t_ms)
+        pipeline_stats = operation_stats(pipeline, window_s, self.settings.apdex_t_ms)
+        if only is None:
+            pipeline_stats["in_progress"] = {key: sum(body["in_progress"][key] for body in components.values()) for key in ("running", "peak")}
         return {
             "window_s": window_s,
             "start_s": start_s,
             "end_s": end_s,
             "stream_time_s": self._stream_time_s,
-            "pipeline": operation_stats(pipeline, window_s, self.settings.apdex_t_ms),
+            "pipeline": pipeline_stats,
             "components": components,
             "hosts": hosts,
         }
+
+    def _concurrency(self, components: dict[str, dict[str, Any]]) -> None:
+        """Calls in progress per component: the latest gauges of its live producers (not stale, not stopped), summed."""
+        for body in components.values():
+            body["in_progress"] = {"running": 0, "peak": 0, "operations": {}}
+        for producer in self._producers.values():
+            owner = components.get(producer["component"])
+            if owner is None or not producer.get("in_progress") or registry.is_stale(producer["last_seen_s"], self._stream_time_s, self.settings.stale_after_s):
+                continue
+            concurrency = owner["in_progress"]
+            for name, (_, running, peak) in sorted(producer["in_progress"].items()):
+                concurrency["running"] += running
+                concurrency["peak"] += peak
+                concurrency["operations"][name] = concurrency["operations"].get(name, 0) + running
 
     def _producer_info(self, producer_id: str) -> dict[str, Any]:
         return _json_safe(self._producers.get(producer_id, {}))  # a forgotten producer's last buckets may outlive it

@@ -28,8 +28,9 @@ DEFAULT_DERIVED_MAXLEN: Final = 8640
 # Latest-value tables (hashes, one field per component) that readers fetch in O(1).
 # `alerts` holds the active set (one field per fingerprint), `silences` the silences in force;
 # `health` and `forecasts` the newest snapshots.
-# `recommendations` the advice in force (one field per component and kind), `optimizer` its mode and settings.
-LATEST_TABLES: Final = ("stats", "stats_rollup", "stats_live", "producers", "alerts", "silences", "health", "forecasts", "recommendations", "optimizer")
+# `recommendations` the advice in force (one field per component and kind), `optimizer` its mode and settings;
+# `components` the component registry (one field per component: status, processes, configuration, dependencies).
+LATEST_TABLES: Final = ("stats", "stats_rollup", "stats_live", "producers", "components", "alerts", "silences", "health", "forecasts", "recommendations", "optimizer")
 # Operators switch the optimizer (kill switch, dry run) through this stream: the switch is part of the audit trail.
 COMMAND_STREAMS: Final = ("optimizer_commands",)
 

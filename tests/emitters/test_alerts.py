@@ -332,7 +332,7 @@ def test_malformed_and_vanished_entries_are_acked_and_skipped(
     read_without_acking(client, prefix)  # pending, then deleted from the stream
     client.xdel(stream, client.xrange(stream)[0][0])  # type: ignore[index,arg-type]
     bad_version = alert("v0").to_fields()
-    bad_version["json"] = bad_version["json"].replace('"v":1', '"v":0')
+    bad_version["json"] = bad_version["json"].replace('"v":2', '"v":0')
     xadd(client, prefix, {"id": "x", "json": "not json"}, {"id": "y", "json": "5"}, {"other": "field"}, bad_version, alert("ok"))
     got = Recorder()
     sub = subscribers(got)
