@@ -50,6 +50,9 @@ import numpy as np
 import psutil
 import redis
 
+from schemas.checks import Limits
+from schemas.names import PIPELINE_FIELD, Names
+
 from emitters.testing import wait_until
 from processors import api
 from processors.embedded import EmbeddedServer, ServerSettings, free_port
@@ -58,9 +61,6 @@ from processors.ledger import Ledger
 from processors.monitor import MonitorProcessor, MonitorSettings
 from processors.rules import load_rules
 from processors.runtime import write_outputs
-from processors.stats import PIPELINE_FIELD
-from schemas.checks import Limits
-from schemas.names import Names
 from workload import Operation, one_second, operation_calls
 
 NAMES = Names("pipepulse")  # the default prefix: what `pipepulse web` reads without PIPEPULSE_PREFIX

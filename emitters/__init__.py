@@ -6,6 +6,8 @@ from emitters.config import EmitterConfig
 from emitters.control import ControlClient, ControlStats
 from emitters.emitter import Emitter, EmitterStats
 from emitters.errors import ConfigError, EmitterError, SinkError, WebhookError
+from emitters.integration import Completion, IntegrationStats, PerformanceIntegrationService
+from emitters.integration_alerts import PerformanceAlert
 from emitters.sampler import SystemSampler
 from emitters.sink import RedisSink, Sink
 from emitters.tracking import Operation
@@ -24,6 +26,10 @@ __all__ = [
     "EmitterError",
     "EmitterStats",
     "Operation",
+    "Completion",
+    "IntegrationStats",
+    "PerformanceAlert",
+    "PerformanceIntegrationService",
     "RedisSink",
     "Sink",
     "SinkError",

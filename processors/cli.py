@@ -27,6 +27,7 @@ from processors.errors import ProcessorError
 from processors.replay import replay as replay_log
 from processors.optimizer_cli import ensure_optimizer_groups, optimizer
 from processors.report_cli import report
+from processors.components_cli import components
 from processors.runtime import Ticker, Worker, ensure_group, tune_gc
 from processors.service import Child, serve, stop_on_signals
 from processors.monitor import MonitorProcessor
@@ -310,6 +311,7 @@ def replay(config: Config, into_prefix: str | None, decode_workers: int | None) 
 cli.add_command(alerts_cli.alerts)
 cli.add_command(optimizer)
 cli.add_command(report)
+cli.add_command(components)
 
 
 def main() -> None:

@@ -75,6 +75,7 @@ def _components(rows: Mapping[str, Mapping[str, Any]]) -> Iterator[Metric]:
     latency = GaugeMetricFamily("pipepulse_operation_duration_seconds", "Operation duration quantiles over the latest window (RED: duration).", labels=[*labels, "quantile"])
     hits = GaugeMetricFamily("pipepulse_cache_hit_ratio", "Cache hits over lookups in the latest window.", labels=labels)
     efficiency = GaugeMetricFamily("pipepulse_efficiency_score", "The component's efficiency score, 0-100.", labels=labels)
+    running = GaugeMetricFamily("pipepulse_operations_in_progress", "Calls in progress at the end of the latest window, summed over the live processes.", labels=labels)
     for name, row in sorted(rows.items()):
         component = "" if name == "(pipeline)" else name  # the pipeline-wide series has an empty component label
         _add(rate, [component], row.get("rate_per_s"))
@@ -84,7 +85,8 @@ def _components(rows: Mapping[str, Mapping[str, Any]]) -> Iterator[Metric]:
             _add(latency, [component, quantile], None if value is None else value / 1000)
         _add(hits, [component], row.get("cache", {}).get("hit_rate"))
         _add(efficiency, [component], row.get("efficiency_score"))
-    yield from (rate, errors, latency, hits, efficiency)
+        _add(running, [component], row.get("in_progress", {}).get("running"))
+    yield from (rate, errors, latency, hits, efficiency, running)
 
 
 def _processes(latest: Mapping[str, Mapping[str, Any]]) -> Iterator[Metric]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Final, Iterator, Mapping
 
-from processors.stats import PIPELINE_FIELD as PIPELINE_SERIES
+from schemas.names import PIPELINE_FIELD as PIPELINE_SERIES
 
 Labels = dict[str, str]
 SERIES_LABELS: Final = ("component", "operation")  # what identifies a series, in this order

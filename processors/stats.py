@@ -18,6 +18,7 @@ import numpy as np
 
 from schemas.cardinality import OVERFLOW_NAME
 from schemas.events import TAG_COMMAND, TAG_COUNT, TAG_IN_PROGRESS, TAG_LIFECYCLE, TAG_OPERATION, TAG_SYSTEM
+from schemas.names import PIPELINE_FIELD
 
 from processors import registry
 from processors.contract import BatchItem, Item, LatestOutput, Output, PartKey, Parts, StreamOutput, Tick, to_json
@@ -25,7 +26,6 @@ from processors.report import operation_stats, system_stats
 from processors.summary import OperationSummary, SystemSummary, fold_operations
 from processors.windows import MINUTE_S, SLOT_S, SeriesKey, Summary, TieredWindows, combined
 
-PIPELINE_FIELD = "__pipeline__"
 ROLLUP_MINUTES = (1, 5, 15)
 LIVE_WINDOW_S = 10
 LIVE_LONG_S = 60
@@ -251,7 +251,7 @@ class StatsProcessor:
             outputs.extend(self._latest("stats_rollup", views))
         # Every known producer, so a reader sees loss and drops per producer even for one that has gone quiet.
         outputs.extend(LatestOutput("producers", producer_id, to_json(self._producer_info(producer_id))) for producer_id in sorted(self._producers))
-        self._windows.expire(SLOT_S, start_s)
+        self._windows.expire(SLOT_S, min(start_s, end_s - LIVE_WINDOW_S))  # the sliding 10 s view still reads them, whatever window_s
         self._windows.expire(window, end_s - LIVE_LONG_S)
         self._windows.expire(MINUTE_S, end_s - max(ROLLUP_MINUTES) * MINUTE_S)
         self._forget(end_s, outputs)

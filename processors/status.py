@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
-from processors.stats import PIPELINE_FIELD
+from schemas.names import PIPELINE_FIELD
 
-COLUMNS = ("component", "state", "ops", "rate/s", "errors", "p50 ms", "p99 ms", "cache hit", "late", "window end")
+COLUMNS = ("component", "state", "ops", "rate/s", "in progress", "errors", "p50 ms", "p99 ms", "cache hit", "late", "window end")
 
 
 def _number(value: float | None, digits: int = 1) -> str:
@@ -26,7 +26,9 @@ def rows(latest: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
         if field == PIPELINE_FIELD:
             result.append({"component": "(pipeline)", "state": "", "end_s": view["end_s"], **view["pipeline"]})
         else:
-            result.append({"component": field, "state": "stale" if view["stale"] else view["state"], "late_events_total": view["late_events_total"], **view.get("stats", {})})
+            result.append(
+                {"component": field, "state": "stale" if view["stale"] else view["state"], "late_events_total": view["late_events_total"], "in_progress": view.get("in_progress", {}), **view.get("stats", {})}
+            )
     return result
 
 
@@ -40,6 +42,7 @@ def table(latest: Mapping[str, Mapping[str, Any]]) -> str:
                 row["state"],
                 str(row.get("count", "-")),
                 _number(row.get("rate_per_s")),
+                str(row.get("in_progress", {}).get("running", "-")),
                 _percent(row.get("error_rate")),
                 _number(latency.get("p50"), 3),
                 _number(latency.get("p99"), 3),
@@ -48,7 +51,12 @@ def table(latest: Mapping[str, Mapping[str, Any]]) -> str:
                 time.strftime("%H:%M:%S UTC", time.gmtime(row["end_s"])) if "end_s" in row else "",
             )
         )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(COLUMNS))]
+    return aligned(lines)
+
+
+def aligned(lines: Sequence[Sequence[str]]) -> str:
+    """Rows of cells as left-aligned columns, the first row being the header."""
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in lines)
 
 
@@ -60,7 +68,10 @@ def health_summary(health: Mapping[str, Any]) -> str:
     moved = [f"{m['what']} {m['points']:+.1f}" for m in health.get("moved", []) if m["points"]]
     if moved:
         lines.append("moved: " + ", ".join(moved[:5]))
-    lights = ", ".join(f"{name} {body['status']}" for name, body in sorted(health["components"].items()))
+    lights = ", ".join(
+        f"{name} {body['status']}" + (f" (impacted by {', '.join(c['component'] for c in body['impacted_by'])})" if body.get("impacted_by") else "")
+        for name, body in sorted(health["components"].items())
+    )
     if lights:
         lines.append(f"components: {lights}")
     return "\n".join(lines)

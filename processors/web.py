@@ -21,6 +21,7 @@ import redis
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from schemas import views
 from schemas.control import MODES
 from schemas.events import AlertCommand
 from schemas.names import Names
@@ -129,8 +130,22 @@ def make_app(client: redis.Redis, names: Names, settings: WebSettings, text_clie
         await asyncio.to_thread(switch, client, names, mode, _text(body, "by", "dashboard"), _text(body, "reason", ""))
         return _json({"sent": mode}, status=202)
 
+    def integration(view: Callable[[dict[str, Any]], Any], history: int) -> Handler:
+        """The integration vocabulary's views (schemas.views), the same the client-side PerformanceIntegrationService gives."""
+
+        async def handler(request: web.Request) -> web.Response:
+            return _json(view(await asyncio.to_thread(views.read, client, names, history)))
+
+        return handler
+
     app.router.add_get("/metrics", prometheus)
     app.router.add_get("/api/overview", overview)
+    app.router.add_get("/api/dashboard", integration(views.dashboard_data, 60))
+    app.router.add_get("/api/health_status", integration(views.health_status, 0))
+    async def components(request: web.Request) -> web.Response:
+        return _json(await asyncio.to_thread(views.registry, client, names))
+
+    app.router.add_get("/api/components", components)
     for short in ("alerts", "health", "stats", "forecasts", "recommendations", "actions"):
         app.router.add_get(f"/api/{short}", stream_of(short))
     async def forecasts(request: web.Request) -> web.Response:

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from typing import Final
 
 DEFAULT_PREFIX: Final = "pipepulse"
+# The field of the latest-statistics tables that holds the pipeline-wide view (every other field is a component).
+PIPELINE_FIELD: Final = "__pipeline__"
 
 # Raw batches; approximate trimming keeps Redis memory bounded while leaving
 # minutes of backlog at 1M events/s (1,000-event batches) and days at typical rates.

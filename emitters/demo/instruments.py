@@ -12,6 +12,7 @@ from redis.retry import Retry
 from emitters.config import EmitterConfig
 from emitters.control import ControlClient
 from emitters.demo.faults import FaultWatcher
+from emitters.demo.topology import DEPENDS_ON
 from emitters.emitter import Emitter
 from emitters.sampler import SystemSampler
 
@@ -24,9 +25,11 @@ class Instruments:
     def __init__(self, config: EmitterConfig, *, concurrency: int, cache_size: int) -> None:
         self.config = config
         self.file_watcher = Emitter("file_watcher", config=config)
-        self.cache = Emitter("breadcrumb_cache", config=config, component_config={"cache_size": cache_size})
-        self.extractor = Emitter("extractor", config=config, component_config={"concurrency": concurrency, "restart_generation": 0})
-        self.detector = Emitter("detector", config=config)
+        self.cache = Emitter("breadcrumb_cache", config=config, component_config={"cache_size": cache_size}, depends_on=DEPENDS_ON["breadcrumb_cache"])
+        self.extractor = Emitter(
+            "extractor", config=config, component_config={"concurrency": concurrency, "restart_generation": 0}, depends_on=DEPENDS_ON["extractor"]
+        )
+        self.detector = Emitter("detector", config=config, depends_on=DEPENDS_ON["detector"])
         self.emitters = (self.file_watcher, self.cache, self.extractor, self.detector)
         self.sampler = SystemSampler(self.file_watcher, interval_s=SAMPLE_INTERVAL_S, host=True)
         self.extractor_control = ControlClient(

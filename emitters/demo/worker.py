@@ -19,6 +19,7 @@ from typing import Mapping
 from emitters.config import EmitterConfig
 from emitters.demo.calls import Breadcrumb, calls_in
 from emitters.demo.faults import CRASH_WORKER, ERROR_BURST, ERROR_BURST_RATE, SLOW_PARSE, SLOW_PARSE_S, THROTTLE, THROTTLE_HOLD_S, InjectedError
+from emitters.demo.topology import DEPENDS_ON
 from emitters.emitter import Emitter
 from emitters.sampler import SystemSampler
 
@@ -41,7 +42,7 @@ class _Worker:
         self.extractor: Emitter | None = None
         if config is not None:
             self.parser = Emitter("parser", config=config)
-            self.extractor = Emitter("extractor", config=config, component_config=component_config)
+            self.extractor = Emitter("extractor", config=config, component_config=component_config, depends_on=DEPENDS_ON["extractor"])
             SystemSampler(self.extractor, interval_s=SAMPLE_INTERVAL_S, host=False).start()  # a daemon thread: ends with the worker
 
 

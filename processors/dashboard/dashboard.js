@@ -67,8 +67,9 @@ function renderOverview(view) {
   const components = Object.entries(view.components).filter(([name]) => name !== "(pipeline)");
   replace($("components").tBodies[0], components.map(([name, c]) => {
     const status = (statuses[name] || {}).status || "unknown";
+    const causes = ((statuses[name] || {}).impacted_by || []).map((cause) => cause.component);
     const latency = c.latency_ms || {};
-    return row([el("span", null, "light " + status), name, fixed(c.rate_per_s), percent(c.error_rate), fixed(latency.p50, 3), fixed(latency.p95, 3), fixed(latency.p99, 3), percent((c.cache || {}).hit_rate), fixed(c.efficiency_score)]);
+    return row([el("span", null, "light " + status), name, fixed(c.rate_per_s), (c.in_progress || {}).running, percent(c.error_rate), fixed(latency.p50, 3), fixed(latency.p95, 3), fixed(latency.p99, 3), percent((c.cache || {}).hit_rate), fixed(c.efficiency_score), causes.join(", ") || "-"]);
   }));
   replace($("alerts").tBodies[0], view.alerts.map((alert) => {
     const ack = el("button", alert.acked_by ? "unack" : "ack");

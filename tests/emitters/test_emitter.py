@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from typing import Sequence
 
 import pytest
@@ -11,7 +12,7 @@ import redis
 
 from emitters import ConfigError, Emitter, EmitterConfig, RedisSink
 from emitters.testing import MemorySink
-from schemas import OVERFLOW_NAME, CountEvent, LifecycleEvent, OperationEvent, decode_batch
+from schemas import OVERFLOW_NAME, CountEvent, InProgressSample, LifecycleEvent, OperationEvent, decode_batch
 from schemas.names import EVENTS_MAXLEN
 
 from tests.conftest import wait_until
@@ -192,4 +193,67 @@ def test_heartbeats_follow_the_clock() -> None:
     assert not any(isinstance(e, LifecycleEvent) and e.kind == "heartbeat" for e in sink.events)
     now[0] += 11
     wait_until(lambda: any(isinstance(e, LifecycleEvent) and e.kind == "heartbeat" for e in sink.events), what="a heartbeat")
+    em.close()
+
+
+# -- calls in progress (the in-progress gauge)
+
+
+def in_progress_samples(sink: MemorySink, operation: str) -> list[tuple[int, int]]:
+    return [(e.in_progress, e.peak) for e in sink.events if isinstance(e, InProgressSample) and e.operation == operation]
+
+
+def test_calls_in_progress_are_counted_reported_and_their_return_to_zero_reported_once() -> None:
+    sink = MemorySink()
+    em = Emitter("extractor", sink=sink, config=EmitterConfig(flush_interval_s=0.01, in_progress_interval_s=0.05))
+    release = threading.Event()
+    inside = threading.Barrier(4)
+
+    def call(fails: bool) -> None:
+        try:
+            with em.track("extract"):
+                inside.wait()
+                release.wait()
+                if fails:
+                    raise ValueError("the call fails: it still leaves the gauge")
+        except ValueError:
+            pass
+
+    threads = [threading.Thread(target=call, args=(i == 0,)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    inside.wait()
+    assert em.in_progress() == {"extract": 3}
+    wait_until(lambda: (3, 3) in in_progress_samples(sink, "extract"), what="a report of 3 calls in progress")
+    release.set()
+    for thread in threads:
+        thread.join()
+    assert em.in_progress() == {}
+    wait_until(lambda: in_progress_samples(sink, "extract")[-1][0] == 0, what="the return to zero")
+    with em.track("probe"):  # a later report: the zero is not repeated in it
+        wait_until(lambda: in_progress_samples(sink, "probe"), what="a later report")
+    samples = in_progress_samples(sink, "extract")
+    assert [s for s in samples if s[0] == 0] == [samples[-1]]
+    em.close()
+
+
+def test_an_async_tracked_function_is_in_progress_while_it_awaits() -> None:
+    sink = MemorySink()
+    em = Emitter("extractor", sink=sink)
+
+    @em.track("fetch")
+    async def fetch(gate: asyncio.Event) -> None:
+        await gate.wait()
+
+    async def main() -> dict[str, int]:
+        gate = asyncio.Event()
+        tasks = [asyncio.create_task(fetch(gate)) for _ in range(2)]
+        await asyncio.sleep(0)  # lets both tasks enter the tracked call
+        running = em.in_progress()
+        gate.set()
+        await asyncio.gather(*tasks)
+        return running
+
+    assert asyncio.run(main()) == {"fetch": 2}
+    assert em.in_progress() == {}
     em.close()

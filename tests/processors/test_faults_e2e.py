@@ -141,7 +141,11 @@ def test_faults_fire_the_right_alerts_drop_the_health_warn_by_forecast_and_resol
         pipeline.start("extractor")
         wait_until(lambda: alert("component_absent", "extractor") is None, timeout_s=20, what="the absence alert to resolve")
 
-        wait_until(lambda: not client.hlen(f"{prefix}:latest:alerts"), timeout_s=30, what="no active alert left")
+        try:
+            wait_until(lambda: not client.hlen(f"{prefix}:latest:alerts"), timeout_s=30, what="no active alert left")
+        except TimeoutError as exc:  # say which, so that a failure explains itself
+            left = [(body["rule"], body["labels"], body["state"], body["message"]) for body in map(json.loads, client.hvals(f"{prefix}:latest:alerts"))]
+            raise AssertionError(f"alerts still active: {left}") from exc
         wait_until(lambda: health()["level"] == "excellent", timeout_s=30, what="the health to recover")
 
         def delivered() -> bool:  # the forwarder is its own process: its posts trail the alert stream a little

@@ -8,9 +8,11 @@ from typing import Any
 
 import pytest
 
+from schemas.names import PIPELINE_FIELD
+
 from processors.contract import Output
 from processors.ledger import Ledger
-from processors.stats import PIPELINE_FIELD, StatsProcessor, StatsSettings
+from processors.stats import StatsProcessor, StatsSettings
 
 from tests.processors.helpers import T0, batch, count, items, lifecycle, op, stream_outputs, system, tick
 from tests.processors.helpers import latest_values as latest
@@ -121,6 +123,17 @@ def test_sliding_views_are_refreshed_at_every_tick_before_any_window_closes() ->
     assert (live["10s"]["stats"]["count"], live["1m"]["stats"]["count"]) == (2, 2)
     later = latest(StatsProcessor().apply(items([batch([op(T0 + 1)], seq=1), tick(T0 + 12)])), "stats_live")["parser"]
     assert (later["10s"]["stats"]["count"], later["1m"]["stats"]["count"]) == (0, 1)
+
+
+def test_the_sliding_10_s_view_covers_10_s_with_windows_shorter_than_that() -> None:
+    """Closing a 2 s window must not drop the 1 s slots the last 10 s still read."""
+    processor = StatsProcessor(StatsSettings(window_s=2))
+    outputs = processor.apply(items([batch([op(T0 + 0.5), system(T0 + 0.5)], seq=1), batch([op(T0 + 6.5)], seq=2), tick(T0 + 9.6)]))
+    assert len(closed(outputs)) == 4  # windows ending at 2, 4, 6 and 8 s
+    live = latest(outputs, "stats_live")["parser"]["10s"]
+    assert live["stats"]["count"] == 2 and live["processes"]["100@h1"]["samples"] == 1
+    later = latest(processor.apply(items([tick(T0 + 10.6)])), "stats_live")["parser"]["10s"]
+    assert later["stats"]["count"] == 1 and "processes" not in later  # the first second has left the last 10 s
 
 
 def test_rollups_at_each_minute_cover_1_5_and_15_minutes() -> None:

@@ -25,7 +25,7 @@ from processors.runtime import write_outputs
 
 from tests.conftest import wait_until
 from tests.processors.alerting import run, spread
-from tests.processors.helpers import T0, op, system
+from tests.processors.helpers import T0, in_progress, op, system
 from tests.processors.test_cli import PIPEPULSE, env_for
 
 TOKEN = "test-token-123"
@@ -48,8 +48,9 @@ class Site:
 
 
 def faulty(second: int) -> dict[str, list[list[Any]]]:
-    """A parser failing 30 % of the time, with a process sample: a firing max_error_rate alert."""
-    return {"parser": [*spread(second, 40, lambda ts: op(ts, ok=int(ts * 40) % 10 >= 3, error_type="E", duration_ms=20.0)), system(T0 + second + 0.9, rss=5_000_000, cpu=25.0)]}
+    """A parser failing 30 % of the time, three calls in progress, with a process sample: a firing max_error_rate alert."""
+    rows = spread(second, 40, lambda ts: op(ts, ok=int(ts * 40) % 10 >= 3, error_type="E", duration_ms=20.0))
+    return {"parser": [*rows, in_progress(T0 + second + 0.5, "parse", 3), system(T0 + second + 0.9, rss=5_000_000, cpu=25.0)]}
 
 
 @pytest.fixture
@@ -84,6 +85,7 @@ def test_metrics_parse_and_carry_the_derived_figures(site: Site) -> None:
         "pipepulse_health_score", "pipepulse_component_health_score", "pipepulse_operations_per_second", "pipepulse_error_ratio",
         "pipepulse_operation_duration_seconds", "pipepulse_cache_hit_ratio", "pipepulse_process_cpu_ratio", "pipepulse_process_resident_memory_bytes",
         "pipepulse_alerts_active", "pipepulse_processor_lag_entries", "pipepulse_optimizer_mode", "pipepulse_recommendations_active",
+        "pipepulse_operations_in_progress",
     }  # fmt: skip
     assert expected <= families.keys()
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples}
@@ -91,6 +93,7 @@ def test_metrics_parse_and_carry_the_derived_figures(site: Site) -> None:
     assert samples[("pipepulse_operation_duration_seconds", (("component", "parser"), ("quantile", "0.5")))] == pytest.approx(0.02, rel=0.02)
     assert samples[("pipepulse_process_resident_memory_bytes", (("component", "parser"), ("process", "100@h1")))] == 5_000_000
     assert samples[("pipepulse_alerts_active", (("severity", "critical"), ("state", "firing")))] >= 1
+    assert samples[("pipepulse_operations_in_progress", (("component", "parser"),))] == 3
     assert 0 <= samples[("pipepulse_health_score", ())] < 100
 
 
@@ -103,6 +106,20 @@ def test_the_api_serves_the_snapshots(site: Site) -> None:
     status, _, text = site.request("GET", "/api/health?count=3")
     assert status == 200 and 1 <= len(json.loads(text)) <= 3
     assert site.request("GET", "/api/alerts?count=x")[0] == 400
+
+
+def test_the_integration_views_are_served_as_the_facade_reads_them(site: Site) -> None:
+    dashboard = json.loads(site.request("GET", "/api/dashboard")[2])
+    assert dashboard["component_health"] == {"parser": "critical"}  # 30 % errors: past the 25 % critical level
+    assert dashboard["current_metrics"]["error_rate"] == pytest.approx(0.3, abs=0.03)
+    assert dashboard["current_metrics"]["memory_usage_mb"] == pytest.approx(5_000_000 / 2**20)
+    assert dashboard["charts"]["timestamps"] == [T0 + 10]  # the one window closed in 15 s
+    assert dashboard["charts"]["operations_per_second"] == [40.0]
+    overview = json.loads(site.request("GET", "/api/overview")[2])
+    health = json.loads(site.request("GET", "/api/health_status")[2])
+    assert health["overall_score"] == overview["health"]["score"] and health["components"]["parser"]["status"] == "critical"
+    components = json.loads(site.request("GET", "/api/components")[2])
+    assert components["parser"]["status"] == "active" and components["parser"]["processes"][0]["pid"] == 100
 
 
 def test_a_foreign_host_is_refused_and_every_response_has_the_csp(site: Site) -> None:
