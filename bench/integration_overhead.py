@@ -16,7 +16,6 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
 
 import redis
 
@@ -30,27 +29,8 @@ from processors.ledger import Ledger
 from processors.monitor import MonitorProcessor, MonitorSettings
 from processors.rules import load_rules
 from processors.runtime import write_outputs
+from emitter_overhead import ns_per_call
 from workload import OPERATIONS, one_second, operation_calls
-
-CHUNK = 1_000
-
-
-def ns_per_call(body: Callable[[], None], calls: int, repeats: int, between: Callable[[], object]) -> float:
-    """Best of `repeats`, calls timed in chunks with `between` (a flush) untimed after each, minus the empty loop."""
-
-    def loop(fn: Callable[[], None]) -> float:
-        elapsed = 0
-        for _ in range(calls // CHUNK):
-            start = time.perf_counter_ns()
-            for _ in range(CHUNK):
-                fn()
-            elapsed += time.perf_counter_ns() - start
-            between()
-        return elapsed / (calls // CHUNK * CHUNK)
-
-    baseline = min(loop(lambda: None) for _ in range(repeats))
-    return min(loop(body) for _ in range(repeats)) - baseline
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

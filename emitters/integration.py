@@ -204,15 +204,16 @@ class PerformanceIntegrationService:
 
     # -- recording: never raises into, nor blocks, the host
 
-    def register_component(self, name: str, depends_on: Sequence[str] = (), config: Mapping[str, Scalar] | None = None) -> None:
-        """Announce a component, what it depends on (upstream components) and its configuration."""
+    def register_component(self, name: str, depends_on: Sequence[str] | None = None, config: Mapping[str, Scalar] | None = None) -> None:
+        """Announce a component, what it depends on (upstream components; None keeps what was declared) and its configuration."""
         with self._lock:
             emitter = self._emitters.get(name)
             if emitter is None:
                 emitter = self._emitters[name] = Emitter(name, config=self.config, component_config=config, depends_on=depends_on)
                 self._start_sampler(emitter)
                 return
-        emitter.declare_dependencies(depends_on)
+        if depends_on is not None:
+            emitter.declare_dependencies(depends_on)
         if config:
             emitter.lifecycle("configured", config)
 

@@ -8,11 +8,15 @@ import json
 import time
 
 import pytest
+import redis
 
 from emitters import ConfigError, PerformanceAlert, PerformanceIntegrationService
 from emitters.integration_alerts import CallbackRunner
-from processors.embedded import free_port
+from processors.embedded import EmbeddedServer, free_port
+from schemas import LifecycleEvent
 from schemas.alerts import AlertEvent
+
+from tests.emitters.helpers import delivered_batches
 
 EVENT = AlertEvent(
     event_id="000000000007-f00d", fingerprint="f00d", rule="max_error_rate", labels={"component": "B"}, severity="critical", state="firing", transition="firing",
@@ -93,3 +97,15 @@ def test_an_async_callback_runs_to_completion_before_the_alert_counts_as_deliver
 
     asyncio.run(on_the_hosts_loop())
     assert seen == [EVENT.event_id] * 2
+
+
+def test_registering_again_declares_dependencies_only_when_given(client: redis.Redis, prefix: str, real_server: EmbeddedServer) -> None:
+    service = PerformanceIntegrationService(redis_url=real_server.url, prefix=prefix, sample_system=False)
+    service.register_component("extractor", depends_on=["parser"], config={"workers": 2})
+    service.register_component("extractor")  # nothing declared: what it depends on stays as it was
+    service.register_component("extractor", depends_on=[])  # declared: it now depends on nothing
+    service.track_operation(component="detector", operation_name="detect", duration_ms=1.0)  # never registered: registered by recording
+    assert service.flush(timeout_s=10)
+    service.stop()
+    declared = [(b.component, e.kind, e.depends_on) for b in delivered_batches(client, prefix) for e in b.events if isinstance(e, LifecycleEvent) and e.kind != "stopped"]
+    assert declared == [("extractor", "started", ("parser",)), ("extractor", "registered", ()), ("detector", "started", None)]
