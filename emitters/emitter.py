@@ -86,7 +86,7 @@ class Emitter:
         self._clock = clock
         self._max_entry_bytes = max_entry_bytes
         self._component_config = dict(component_config or {})
-        self._depends_on = None if depends_on is None else tuple(depends_on)
+        self._depends_on = None if depends_on is None else _names_of(depends_on)
         self._names = CardinalityGuard(max_names=max_names)
         self._known_names = self._names.known  # a live view, checked before admit() to skip a call on the hot path
         self._sink = sink or RedisSink(
@@ -186,11 +186,11 @@ class Emitter:
         self._push((TAG_COUNT, 1, self._clock(), self._names.admit(name), value))
 
     def lifecycle(self, kind: LifecycleKind, config: Mapping[str, Scalar] | None = None, depends_on: Sequence[str] | None = None) -> None:
-        self._push((TAG_LIFECYCLE, _LIFECYCLE_VERSION, self._clock(), kind, dict(config or {}), None if depends_on is None else list(depends_on)))
+        self._push((TAG_LIFECYCLE, _LIFECYCLE_VERSION, self._clock(), kind, dict(config or {}), None if depends_on is None else list(_names_of(depends_on))))
 
     def declare_dependencies(self, depends_on: Sequence[str]) -> None:
         """Declare the components this one depends on (replacing any earlier declaration); restarts repeat it."""
-        self._depends_on = tuple(depends_on)
+        self._depends_on = _names_of(depends_on)
         self.lifecycle("registered", depends_on=self._depends_on)
 
     def in_progress(self) -> dict[str, int]:
@@ -233,7 +233,8 @@ class Emitter:
 
     def _sample_in_progress(self, now: float) -> None:
         """Keep each operation's peak at this cadence; every `in_progress_interval_s`, report the operations
-        with calls in progress, or with some since the last report (so a return to zero is reported once)."""
+        with calls in progress, or with some since the last report: a return to zero is reported as
+        (0, its peak), then once as (0, 0), after which the operation is not reported until it runs again."""
         counts = self.in_progress()
         peaks = self._peaks
         for name, running in counts.items():
@@ -242,10 +243,14 @@ class Emitter:
         if now - self._last_in_progress_s < self.config.in_progress_interval_s:
             return
         self._last_in_progress_s = now
+        reported = set()
         for name in sorted(peaks.keys() | self._reported):
             running = counts.get(name, 0)
-            self._push((TAG_IN_PROGRESS, _IN_PROGRESS_VERSION, now, name, running, max(peaks.get(name, 0), running)))
-        self._reported = set(counts)
+            peak = max(peaks.get(name, 0), running)
+            self._push((TAG_IN_PROGRESS, _IN_PROGRESS_VERSION, now, name, running, peak))
+            if peak:
+                reported.add(name)
+        self._reported = reported
         self._peaks = dict(counts)  # the next interval's peak starts from what runs now
 
     def flush(self, timeout_s: float = 5.0) -> bool:
@@ -286,6 +291,11 @@ class Emitter:
         if not self._closed:
             self._sink = self._sink.reopen()
             self._start_process()
+
+
+def _names_of(depends_on: Sequence[str]) -> tuple[str, ...]:
+    """A name given alone is one dependency, not one per character."""
+    return (depends_on,) if isinstance(depends_on, str) else tuple(depends_on)
 
 
 def _close_all() -> None:

@@ -24,6 +24,7 @@ import asyncio
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, Callable, Generator, Mapping, Sequence
@@ -95,12 +96,16 @@ class PerformanceIntegrationService:
             settings = replace(settings, prefix=prefix)
         if redis_url is not None:
             settings = replace(settings, redis_url=redis_url)
-        if not refresh_interval_s > 0 or history_windows < 1:
-            raise ConfigError(f"refresh_interval_s must be positive and history_windows at least 1, got {refresh_interval_s} and {history_windows}")
+        for name, seconds in (("refresh_interval_s", refresh_interval_s), ("sample_interval_s", sample_interval_s), ("callback_timeout_s", callback_timeout_s)):
+            if not seconds > 0:
+                raise ConfigError(f"{name} must be positive, got {seconds}")
+        if history_windows < 1:
+            raise ConfigError(f"history_windows must be at least 1, got {history_windows}")
         try:
             self._names = Names(settings.prefix)
+            redis.connection.parse_url(settings.redis_url)  # type: ignore[no-untyped-call]  # here: no recording call may be first to find it bad
         except ValueError as exc:
-            raise ConfigError(f"prefix: {exc}") from exc
+            raise ConfigError(f"prefix or redis_url: {exc}") from exc
         self.config = settings
         self.refresh_interval_s = refresh_interval_s
         self.history_windows = history_windows
@@ -121,6 +126,10 @@ class PerformanceIntegrationService:
         self._refreshes_total = self._refresh_errors_total = 0
         self._stop = threading.Event()
         self._refresher: threading.Thread | None = None
+        self._failing = False  # snapshot reads failing: logged once when it starts and once when it ends
+        # Lifecycle calls run one at a time and in call order, whichever thread or loop makes them.
+        self._lifecycle_lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
 
     # -- lifecycle: each returns a Completion (await it in async code, or ignore it)
 
@@ -130,24 +139,34 @@ class PerformanceIntegrationService:
 
     def start(self) -> Completion:
         """Start reading snapshots, sampling this process and host, and delivering alerts to the callback."""
+        self._capture_loop()
+        return self._lifecycle(self._start)
+
+    def _capture_loop(self) -> None:
+        """Async callbacks run on the loop the service was started from, if any."""
         if self._runner is not None:
             try:
-                self._runner.loop = asyncio.get_running_loop()  # async callbacks run on the host's loop
+                self._runner.loop = asyncio.get_running_loop()
             except RuntimeError:
                 self._runner.loop = None
-        return self._lifecycle(self._start)
 
     def stop(self, timeout_s: float = 5.0) -> Completion:
         """Stop the background work and deliver what the components recorded (within `timeout_s`). Idempotent."""
         return self._lifecycle(lambda: self._stop_all(timeout_s))
 
     def _lifecycle(self, work: Callable[[], None]) -> Completion:
+        def serialized() -> None:
+            with self._lifecycle_lock:
+                work()
+
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            work()
+            serialized()
             return Completion()
-        return Completion(loop.run_in_executor(None, work))
+        if self._executor is None:  # one thread: lifecycle work runs in the order it was asked for, awaited or not
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pipepulse-lifecycle")
+        return Completion(loop.run_in_executor(self._executor, serialized))
 
     def _initialize(self) -> None:
         if self._client is not None:
@@ -179,20 +198,22 @@ class PerformanceIntegrationService:
                 self._start_sampler(next(iter(self._emitters.values())))
 
     def _stop_all(self, timeout_s: float) -> None:
+        """Everything within `timeout_s` in all: the components share one deadline to deliver what they hold."""
+        deadline = time.monotonic() + timeout_s
         self._stop.set()
         if self._subscriber is not None:
-            self._subscriber.close(timeout_s)
+            self._subscriber.close(_left(deadline))
             self._subscriber = None
         if self._refresher is not None:
-            self._refresher.join(timeout_s)
+            self._refresher.join(_left(deadline))
             self._refresher = None
         if self._sampler is not None:
-            self._sampler.stop(timeout_s)
+            self._sampler.stop(_left(deadline))
             self._sampler = None
         with self._lock:
             emitters, self._emitters = list(self._emitters.values()), {}
         for emitter in emitters:
-            emitter.close(timeout_s)
+            emitter.close(_left(deadline))
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -218,8 +239,13 @@ class PerformanceIntegrationService:
             emitter.lifecycle("configured", config)
 
     def _emitter(self, component: str) -> Emitter:
+        """The component's emitter, made at its first record (registered with no dependencies declared).
+
+        Also after `stop()`: recording then starts the component again, as before `start()`; it is delivered
+        in the background and at exit, or by the next `stop()`.
+        """
         emitter = self._emitters.get(component)
-        if emitter is None:  # recording for a component never registered registers it, with no dependencies declared
+        if emitter is None:
             with self._lock:
                 emitter = self._emitters.get(component)
                 if emitter is None:
@@ -286,10 +312,15 @@ class PerformanceIntegrationService:
         history = self.history_windows if now - self._history_at >= self.refresh_interval_s * 10 else 0  # charts move once per 10 s window
         try:
             snapshots = views.read(client, self._names, history)
-        except (redis.RedisError, ValueError) as exc:  # ValueError: a snapshot that is not JSON
+        except Exception as exc:  # noqa: BLE001 - Redis, an ACL, a snapshot that is not JSON: the views keep their last values
             self._refresh_errors_total += 1
-            log.debug("pipepulse snapshot refresh failed: %s", exc)
+            if not self._failing:
+                log.warning("pipepulse snapshot reads failing (the views keep their last values): %s", exc)
+                self._failing = True
             return False
+        if self._failing:
+            log.warning("pipepulse snapshot reads recovered")
+            self._failing = False
         if history:
             self._history = {"windows": snapshots.pop("windows"), "health_history": snapshots.pop("health_history")}
             self._history_at = now
@@ -305,7 +336,8 @@ class PerformanceIntegrationService:
     def stats(self) -> IntegrationStats:
         with self._lock:
             emitters = [e.stats() for e in self._emitters.values()]
-        subscriber = self._subscriber.stats() if self._subscriber is not None else None
+        running = self._subscriber  # read once: stop() may clear it meanwhile
+        subscriber = running.stats() if running is not None else None
         return IntegrationStats(
             components=len(emitters),
             delivered_total=sum(e.delivered_total for e in emitters),
@@ -320,11 +352,14 @@ class PerformanceIntegrationService:
     # -- context managers, sync and async
 
     def __enter__(self) -> PerformanceIntegrationService:
-        self._start()
+        self._capture_loop()
+        with self._lifecycle_lock:
+            self._start()
         return self
 
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
-        self._stop_all(5.0)
+        with self._lifecycle_lock:
+            self._stop_all(5.0)
 
     async def __aenter__(self) -> PerformanceIntegrationService:
         await self.initialize()
@@ -333,3 +368,7 @@ class PerformanceIntegrationService:
 
     async def __aexit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
         await self.stop()
+
+
+def _left(deadline: float) -> float:
+    return max(0.0, deadline - time.monotonic())

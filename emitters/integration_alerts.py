@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Coroutine, Mapping
@@ -72,7 +73,8 @@ async def _wait(awaitable: Any) -> Any:
 class CallbackRunner:
     """Calls the host's callback on the subscriber's thread and returns only when it finished, so the alert
     is acknowledged after the callback did its work (at least once). An async callback runs on the host's
-    event loop when the service was started from one, else on a loop of its own."""
+    event loop when the service was started from one, else on a loop of its own; one that outlives
+    `timeout_s` is cancelled and retried."""
 
     def __init__(self, callback: AlertCallback, timeout_s: float) -> None:
         self._callback = callback
@@ -86,6 +88,11 @@ class CallbackRunner:
         coroutine: Coroutine[Any, Any, Any] = _wait(result)
         loop = self.loop
         if loop is not None and loop.is_running():
-            asyncio.run_coroutine_threadsafe(coroutine, loop).result(self._timeout_s)  # raises: the subscriber retries
+            future = asyncio.run_coroutine_threadsafe(coroutine, loop)
+            try:
+                future.result(self._timeout_s)  # what it raises, the subscriber retries
+            except concurrent.futures.TimeoutError:
+                future.cancel()  # never two runs of one alert at once: the retry starts after this one is cancelled
+                raise
         else:
             asyncio.run(coroutine)

@@ -25,7 +25,7 @@ def _utc(time_s: float | None) -> str:
 def table(registry: Mapping[str, Mapping[str, Any]]) -> str:
     lines = [COLUMNS]
     for name, entry in sorted(registry.items()):
-        live = [p for p in entry["processes"] if not p["stale"]]
+        live = [p for p in entry["processes"] if not p["stale"] and not p.get("stopped")]
         lines.append(
             (
                 name,

@@ -124,7 +124,9 @@ class HealthScorer:
 
 def _propagate(components: dict[str, dict[str, Any]], facts: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Mark the components impacted by a failing one upstream (with the cause); return the root causes and what each impacts."""
-    impacted = dependencies.impact({name: body["status"] for name, body in components.items()}, {name: facts[name].get("depends_on", []) for name in components})
+    # A component that stopped cleanly is not failing: its silence is no one's root cause.
+    statuses = {name: "stopped" if facts[name].get("state") == "stopped" else body["status"] for name, body in components.items()}
+    impacted = dependencies.impact(statuses, {name: facts[name].get("depends_on", []) for name in components})
     impacts: dict[str, list[str]] = {}
     for name, body in components.items():
         body["impacted_by"] = impacted.get(name, [])

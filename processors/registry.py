@@ -44,6 +44,7 @@ def entries(components: Mapping[str, Mapping[str, Any]], producers: Mapping[str,
                 "host": producer["host"],
                 "last_seen_s": seen_s if math.isfinite(seen_s) else None,
                 "stale": is_stale(seen_s, now_s, stale_after_s),
+                "stopped": bool(producer.get("stopped")),
             }
         )
     dependents: dict[str, list[str]] = {}

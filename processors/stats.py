@@ -128,19 +128,22 @@ class StatsProcessor:
                 self._apply_system(component, envelope.pid, envelope.host, column.fields, keep)
             elif tag == TAG_LIFECYCLE:
                 for kind, config, depends_on in zip(column.fields["kind"], column.fields["config"], column.fields["depends_on"]):
-                    if kind != "heartbeat":
-                        info["state"] = "stopped" if kind == "stopped" else "running"
+                    if kind == "stopped":
+                        producer["stopped"] = True
+                        producer["in_progress"] = {}  # a process that stopped runs nothing
+                        # The component stops with its last live process (of a pool, one leaving stops nothing).
+                        info["state"] = "running" if self._live_producers(component) else "stopped"
+                    elif kind != "heartbeat":
+                        info["state"] = "running"
                     if kind in ("started", "configured"):
                         info["config"].update(config)  # several producers (and restarts) of one component add up
                     if depends_on is not None:  # declared: replaces what was known (None keeps it, across restarts too)
                         info["depends_on"] = sorted(set(depends_on) - {component})
-                    if kind == "stopped":
-                        producer["in_progress"] = {}  # a process that stopped runs nothing
             elif tag == TAG_IN_PROGRESS:
                 self._apply_in_progress(info, producer, column.fields)
             producer["events_total"] += len(column)
         if newest_s > -math.inf:
-            if info.get("first_seen_s") is None:  # its first event: the registration time in the registry
+            if "first_seen_s" in info and info["first_seen_s"] is None:  # its first event: the registration time (unknown if restored from before it was kept)
                 info["first_seen_s"] = min(min(c.fields["timestamp_s"]) for c in columns.values())
             info["last_seen_s"] = max(info["last_seen_s"], newest_s)
             producer["last_seen_s"] = max(producer["last_seen_s"], newest_s)
@@ -374,6 +377,14 @@ class StatsProcessor:
             "components": components,
             "hosts": hosts,
         }
+
+    def _live_producers(self, component: str) -> list[str]:
+        """The component's processes that have neither stopped nor gone silent."""
+        return [
+            producer_id
+            for producer_id, producer in self._producers.items()
+            if producer["component"] == component and not producer.get("stopped") and not registry.is_stale(producer["last_seen_s"], self._stream_time_s, self.settings.stale_after_s)
+        ]
 
     def _concurrency(self, components: dict[str, dict[str, Any]]) -> None:
         """Calls in progress per component: the latest gauges of its live producers (not stale, not stopped), summed."""

@@ -204,6 +204,7 @@ def in_progress_samples(sink: MemorySink, operation: str) -> list[tuple[int, int
 
 
 def test_calls_in_progress_are_counted_reported_and_their_return_to_zero_reported_once() -> None:
+    """(3, 3) while they run; then (0, 3), the interval's peak, and (0, 0) once: the processor then forgets the operation."""
     sink = MemorySink()
     em = Emitter("extractor", sink=sink, config=EmitterConfig(flush_interval_s=0.01, in_progress_interval_s=0.05))
     release = threading.Event()
@@ -230,10 +231,11 @@ def test_calls_in_progress_are_counted_reported_and_their_return_to_zero_reporte
         thread.join()
     assert em.in_progress() == {}
     wait_until(lambda: in_progress_samples(sink, "extract")[-1][0] == 0, what="the return to zero")
-    with em.track("probe"):  # a later report: the zero is not repeated in it
+    wait_until(lambda: in_progress_samples(sink, "extract")[-1] == (0, 0), what="the peak's end reported too")
+    with em.track("probe"):  # a later report: the zeros are not repeated in it
         wait_until(lambda: in_progress_samples(sink, "probe"), what="a later report")
     samples = in_progress_samples(sink, "extract")
-    assert [s for s in samples if s[0] == 0] == [samples[-1]]
+    assert [s for s in samples if s[0] == 0] == [(0, 3), (0, 0)]
     em.close()
 
 

@@ -4,7 +4,9 @@ its lifecycle calls work with and without await, and alerts map to the integrati
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
+import threading
 import time
 
 import pytest
@@ -16,6 +18,7 @@ from processors.embedded import EmbeddedServer, free_port
 from schemas import LifecycleEvent
 from schemas.alerts import AlertEvent
 
+from tests.conftest import wait_until
 from tests.emitters.helpers import delivered_batches
 
 EVENT = AlertEvent(
@@ -109,3 +112,84 @@ def test_registering_again_declares_dependencies_only_when_given(client: redis.R
     service.stop()
     declared = [(b.component, e.kind, e.depends_on) for b in delivered_batches(client, prefix) for e in b.events if isinstance(e, LifecycleEvent) and e.kind != "stopped"]
     assert declared == [("extractor", "started", ("parser",)), ("extractor", "registered", ()), ("detector", "started", None)]
+
+
+def test_settings_that_would_fail_later_fail_at_construction() -> None:
+    for bad in ({"sample_interval_s": 0}, {"refresh_interval_s": -1}, {"callback_timeout_s": 0}, {"history_windows": 0}):
+        with pytest.raises(ConfigError):
+            PerformanceIntegrationService(redis_url="redis://127.0.0.1:1/0", **bad)  # type: ignore[arg-type]
+
+
+def test_stop_keeps_to_its_timeout_however_many_components_are_waiting() -> None:
+    service = PerformanceIntegrationService(redis_url=f"redis://127.0.0.1:{free_port()}/0", sample_system=False)
+    for i in range(6):
+        service.track_operation(component=f"c{i}", operation_name="op", duration_ms=1.0)  # undeliverable: the server is down
+    started = time.monotonic()
+    service.stop(timeout_s=1.0)
+    assert time.monotonic() - started < 2.5  # one shared deadline, not 1 s per component
+
+
+def test_lifecycle_calls_not_awaited_still_run_in_the_order_made() -> None:
+    service = PerformanceIntegrationService(redis_url=f"redis://127.0.0.1:{free_port()}/0", alert_callback=lambda alert: None, sample_system=False)
+
+    async def fire_and_forget() -> None:
+        service.start()
+        service.stop(timeout_s=0.5)
+        await service.stop(timeout_s=0.5)  # the last one: everything before it has run
+
+    asyncio.run(fire_and_forget())
+    alive = {t.name for t in threading.enumerate()}
+    assert not any(name.startswith(("pipepulse-integration", "pipepulse-alerts")) for name in alive), alive
+
+
+def test_an_async_callback_that_times_out_is_cancelled_before_it_is_retried() -> None:
+    running: list[int] = []
+    overlapped: list[bool] = []
+
+    async def slow(alert: PerformanceAlert) -> None:
+        overlapped.append(bool(running))
+        running.append(1)
+        try:
+            await asyncio.sleep(10)
+        finally:
+            running.pop()
+
+    async def on_the_hosts_loop() -> None:
+        runner = CallbackRunner(slow, timeout_s=0.2)
+        runner.loop = asyncio.get_running_loop()
+        for _ in range(2):  # the subscriber's retry after a timeout
+            with pytest.raises(concurrent.futures.TimeoutError):
+                await asyncio.to_thread(runner, EVENT)
+            await asyncio.sleep(0.05)  # lets the cancellation reach the coroutine (the loop's turn), not synchronisation
+
+    asyncio.run(on_the_hosts_loop())
+    assert overlapped == [False, False] and running == []
+
+
+def test_with_inside_a_coroutine_runs_async_callbacks_on_that_loop(client: redis.Redis, prefix: str, real_server: EmbeddedServer) -> None:
+    stream = f"{prefix}:alerts"
+    on_threads: list[int] = []
+
+    async def handle(alert: PerformanceAlert) -> None:
+        on_threads.append(threading.get_ident())
+
+    async def inside() -> int:
+        with PerformanceIntegrationService(redis_url=real_server.url, prefix=prefix, alert_callback=handle, sample_system=False):
+            await asyncio.to_thread(wait_until, lambda: client.exists(stream) and client.xinfo_groups(stream), 10.0, "the alert group")
+            client.xadd(stream, EVENT.to_fields())  # type: ignore[arg-type]
+            await asyncio.to_thread(wait_until, lambda: on_threads, 10.0, "the alert")
+        return threading.get_ident()
+
+    assert on_threads == [asyncio.run(inside())]  # the loop's own thread
+
+
+def test_a_dependency_given_as_one_name_is_one_dependency() -> None:
+    from emitters import Emitter
+    from emitters.testing import MemorySink
+
+    sink = MemorySink()
+    em = Emitter("extractor", sink=sink, depends_on="parser")  # type: ignore[arg-type]
+    em.declare_dependencies("cache")  # type: ignore[arg-type]
+    em.flush()
+    em.close()
+    assert [e.depends_on for e in sink.events if isinstance(e, LifecycleEvent) and e.depends_on is not None] == [("parser",), ("cache",)]

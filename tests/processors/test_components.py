@@ -52,6 +52,34 @@ def test_a_silent_component_goes_stale_and_a_stopped_one_says_so() -> None:
     assert late["cache"]["status"] == "active"
 
 
+def test_one_process_of_a_pool_stopping_does_not_stop_the_component() -> None:
+    processor = StatsProcessor()
+    entries = [
+        batch([op(T0 + 0.5)], seq=0, producer="e1", component="extractor", pid=1),
+        batch([op(T0 + 0.5)], seq=0, producer="e2", component="extractor", pid=2),
+        batch([lifecycle(T0 + 0.6, "stopped")], seq=1, producer="e1", component="extractor", pid=1),
+        tick(T0 + 1),
+    ]
+    registry = registry_after(entries, processor)
+    assert registry["extractor"]["status"] == "active"
+    assert [(p["pid"], p["stopped"]) for p in registry["extractor"]["processes"]] == [(1, True), (2, False)]
+    last = registry_after([batch([lifecycle(T0 + 1.5, "stopped")], seq=1, producer="e2", component="extractor", pid=2), tick(T0 + 2)], processor)
+    assert last["extractor"]["status"] == "stopped"
+
+
+def test_a_component_that_stopped_cleanly_is_no_root_cause() -> None:
+    def series(second: int) -> dict[str, list[list[Any]]]:
+        rows: dict[str, list[list[Any]]] = {"B": spread(second, 20, op)}
+        if second == 0:
+            rows["B"].insert(0, lifecycle(T0 + 0.01, "started", depends_on=["A"]))
+            rows["A"] = [op(T0 + 0.5), lifecycle(T0 + 0.6, "stopped")]
+        return rows
+
+    final = health_snapshots(run(series, 45))[-1]
+    assert final["components"]["A"]["status"] == "unknown"  # silent: no score, as any stale component
+    assert final["components"]["B"]["impacted_by"] == [] and final["root_causes"] == []
+
+
 def test_dependencies_survive_a_restart_of_the_component_and_of_the_processor_and_a_declaration_replaces_them() -> None:
     first = StatsProcessor()
     first.apply(items([batch([lifecycle(T0 + 0.5, "started", depends_on=["parser"])], seq=0, producer="old", component="extractor"), tick(T0 + 1)]))
