@@ -4,21 +4,25 @@
 
 Prints ns per call of `PerformanceIntegrationService.track_operation()` and
 `record_cache_operation()` against `Emitter.record()` (the peer: the same event
-recorded directly), and µs per `get_health_status()` / `get_dashboard_data()`
+recorded directly), µs per `get_health_status()` / `get_dashboard_data()`
 over snapshots of 50 components (reads answer from memory: no I/O on the
-caller's thread). Events go to an embedded server started here.
+caller's thread), and the background refresh, against decoding the whole
+windows the charts come from. Events go to an embedded server started here.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import redis
 
+from schemas import views
 from schemas.checks import Limits
 from schemas.names import Names
 
@@ -43,7 +47,7 @@ def main() -> None:
         with redis.Redis.from_url(server.url) as client:  # snapshots of 50 busy components, as the monitor writes them
             calls = [operation_calls(len(OPERATIONS) * 20 * 16, seed=c) for c in range(50)]
             monitor, ledger = MonitorProcessor(MonitorSettings(rules=load_rules())), Ledger()
-            for second in range(30):
+            for second in range(600):  # 60 closed windows: the charts' whole history
                 write_outputs(client, names, monitor.apply(prepare(one_second(second, calls, len(OPERATIONS), 20), ledger, Limits()).items))
                 monitor.take_changes()
         emitter = Emitter("breadcrumb_cache", server.url, config=config)
@@ -71,17 +75,24 @@ def main() -> None:
                 start = time.perf_counter()
                 read()
                 reads[name].append((time.perf_counter() - start) * 1e6)
-        started = time.perf_counter()
-        service.refresh()
-        refresh_ms = (time.perf_counter() - started) * 1000
+        with redis.Redis.from_url(server.url) as client:  # what the background thread reads: every second, and with the charts every 10 s
+            refresh_ms = {history: min(_timed_ms(lambda: views.read(client, names, history)) for _ in range(5)) for history in (0, 60)}
+            whole_ms = min(_timed_ms(lambda: [json.loads(f[b"json"]) for _, f in client.xrevrange(names.stream("stats"), count=60)]) for _ in range(5))
         print(f"Emitter.record() (peer):                  {peer_ns:7.0f} ns/call")
         print(f"service.track_operation():                {facade_ns:7.0f} ns/call  ratio {facade_ns / peer_ns:.2f}x")
         print(f"service.record_cache_operation():         {cache_ns:7.0f} ns/call  ratio {cache_ns / peer_ns:.2f}x")
         for name, samples in reads.items():
             print(f"service.{name}() (50 components): median {statistics.median(samples):6.1f} µs, max {max(samples):6.1f} µs (no I/O)")
-        print(f"one background refresh (Redis reads, on the service's thread): {refresh_ms:.1f} ms")
+        print(f"one background refresh (on the service's thread): {refresh_ms[0]:.1f} ms; with the charts (60 windows, 60 health snapshots) {refresh_ms[60]:.1f} ms")
+        print(f"peer: decoding the 60 whole windows the charts are drawn from: {whole_ms:.1f} ms")
         service.stop()
         emitter.close()
+
+
+def _timed_ms(work: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    work()
+    return (time.perf_counter() - started) * 1000
 
 
 if __name__ == "__main__":

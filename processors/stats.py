@@ -243,7 +243,9 @@ class StatsProcessor:
         self._windows.close_bucket(start_s)
         document = self._document(self._windows.merged(window, [start_s]), start_s, end_s)
         self.documents.append(("window", document))
-        outputs.append(StreamOutput("stats", {"window": f"{window}s", "end_s": str(end_s), "json": to_json(document)}))
+        # `pipeline` repeats the pipeline-wide part alone, so charts need not decode every component of every window.
+        pipeline = {key: value for key, value in document.items() if key not in ("components", "hosts")}
+        outputs.append(StreamOutput("stats", {"window": f"{window}s", "end_s": str(end_s), "json": to_json(document), "pipeline": to_json(pipeline)}))
         outputs.extend(self._latest("stats", {f"{window}s": document}))
         if end_s % MINUTE_S == 0:
             views = {

@@ -38,10 +38,11 @@ def _table(client: SnapshotClient, key: str) -> dict[str, Any]:
     return {_text(field): json.loads(value) for field, value in client.hgetall(key).items()}
 
 
-def _recent(client: SnapshotClient, key: str, count: int) -> list[Any]:
-    """The `json` field of a derived stream's newest `count` entries, oldest first."""
+def _recent(client: SnapshotClient, key: str, count: int, field: str = "json") -> list[Any]:
+    """A field (JSON) of a derived stream's newest `count` entries, oldest first; entries without it are skipped."""
     entries = client.xrevrange(key, count=count)
-    return [json.loads(fields[b"json" if b"json" in fields else "json"]) for _, fields in reversed(entries) if b"json" in fields or "json" in fields]
+    found = [fields.get(field.encode(), fields.get(field)) for _, fields in reversed(entries)]
+    return [json.loads(text) for text in found if text is not None]
 
 
 def read(client: SnapshotClient, names: Names, history: int = 60) -> dict[str, Any]:
@@ -54,7 +55,9 @@ def read(client: SnapshotClient, names: Names, history: int = 60) -> dict[str, A
         "registry": registry(client, names),
     }
     if history:
-        snapshots.update(windows=_recent(client, names.stream("stats"), history), health_history=_recent(client, names.stream("health"), history))
+        # Only the windows' pipeline-wide part: decoding every component of 60 windows would cost the host real CPU.
+        windows = _recent(client, names.stream("stats"), history, "pipeline")
+        snapshots.update(windows=windows, health_history=_recent(client, names.stream("health"), history))
     return snapshots
 
 
