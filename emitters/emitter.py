@@ -32,7 +32,7 @@ from schemas.names import EVENTS_MAXLEN
 
 from emitters.config import EmitterConfig
 from emitters.flusher import Flusher, Identity, Row
-from emitters.sink import RedisSink, Sink
+from emitters.sink import KAFKA_SCHEME, RedisSink, Sink
 from emitters.tracking import Operation
 
 _live: weakref.WeakSet[Emitter] = weakref.WeakSet()
@@ -89,12 +89,7 @@ class Emitter:
         self._depends_on = None if depends_on is None else _names_of(depends_on)
         self._names = CardinalityGuard(max_names=max_names)
         self._known_names = self._names.known  # a live view, checked before admit() to skip a call on the hot path
-        self._sink = sink or RedisSink(
-            stream=Names(settings.prefix).events,
-            maxlen=EVENTS_MAXLEN,
-            redis_url=settings.redis_url,
-            socket_timeout_s=settings.socket_timeout_s,
-        )
+        self._sink = sink or _default_sink(settings, component)
         self._closed = False
         self._start_process()
         _install_hooks()
@@ -291,6 +286,16 @@ class Emitter:
         if not self._closed:
             self._sink = self._sink.reopen()
             self._start_process()
+
+
+def _default_sink(settings: EmitterConfig, component: str) -> Sink:
+    """Redis Streams, or Kafka for a `kafka://` URL (keyed by component, for the Faust engine's partitions)."""
+    names = Names(settings.prefix)
+    if settings.redis_url.startswith(f"{KAFKA_SCHEME}://"):
+        from emitters.kafka_sink import KafkaSink  # here: aiokafka is needed only then
+
+        return KafkaSink(url=settings.redis_url, topic=names.topic("events"), key=component, socket_timeout_s=settings.socket_timeout_s)
+    return RedisSink(stream=names.events, maxlen=EVENTS_MAXLEN, redis_url=settings.redis_url, socket_timeout_s=settings.socket_timeout_s)
 
 
 def _names_of(depends_on: Sequence[str]) -> tuple[str, ...]:

@@ -1,8 +1,8 @@
-"""Where batches go: the Sink seam, and the Redis Streams sink."""
+"""Where batches go: the Sink seam, and the Redis Streams sink (the Kafka one is emitters.kafka_sink)."""
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from typing import Final, Protocol, Sequence
 
 import redis
 from redis.backoff import NoBackoff
@@ -11,6 +11,8 @@ from redis.retry import Retry
 from schemas.codec import PAYLOAD_FIELD
 
 from emitters.errors import SinkError
+
+KAFKA_SCHEME: Final = "kafka"  # a kafka:// URL selects emitters.kafka_sink.KafkaSink instead
 
 
 class Sink(Protocol):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Final
 
 DEFAULT_PREFIX: Final = "pipepulse"
+_TOPIC: Final = re.compile(r"[A-Za-z0-9._-]+")
 # The field of the latest-statistics tables that holds the pipeline-wide view (every other field is a component).
 PIPELINE_FIELD: Final = "__pipeline__"
 
@@ -60,6 +62,14 @@ class Names:
     @property
     def dead(self) -> str:
         return self.stream("dead")
+
+    def topic(self, short: str) -> str:
+        """The Kafka topic of a stream (Kafka's names allow only letters, digits, `.`, `_` and `-`): `pipepulse.events`."""
+        self.stream(short)  # the same short names
+        name = f"{self.prefix}.{short}"
+        if not _TOPIC.fullmatch(name) or len(name) > 249:
+            raise ValueError(f"{name!r} is not a valid Kafka topic name (letters, digits, '.', '_' and '-', at most 249)")
+        return name
 
     def group(self, processor: str) -> str:
         """One consumer group per processor, so each processor sees every entry once."""

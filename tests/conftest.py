@@ -1,4 +1,4 @@
-"""Shared fixtures: the real embedded server, fakeredis; and the deadline-based wait (from emitters.testing)."""
+"""Shared fixtures: the real embedded server, a real Kafka-protocol broker, fakeredis; and the deadline-based wait (from emitters.testing)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ import redis
 
 from emitters.testing import wait_until
 from processors.embedded import EmbeddedServer, ServerSettings
+
+from tests.kafka_broker import KafkaBroker
+from tests.kafka_broker import required as kafka_required
 
 __all__ = ["wait_until"]  # the tests import it from here
 
@@ -63,3 +66,16 @@ def redis_client(request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
         client.flushall()
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    """A real Kafka-protocol broker (noida-db) for the session; skipped with the reason when none can start, unless CI requires it."""
+    try:
+        broker = KafkaBroker(tmp_path_factory.mktemp("kafka")).start()
+    except (ImportError, OSError, RuntimeError) as exc:  # no wheel, no binary for this platform, or it would not run
+        if kafka_required():
+            raise
+        pytest.skip(f"no Kafka broker could start here ({exc!r}); CI installs noida-db and requires these tests")
+    yield broker
+    broker.stop()

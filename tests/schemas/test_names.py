@@ -34,3 +34,12 @@ def test_a_bad_prefix_is_refused(prefix: str) -> None:
 def test_an_unknown_stream_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown stream"):
         Names().stream("evnets")
+
+
+def test_kafka_topics_follow_the_prefix_and_kafkas_rules() -> None:
+    assert Names().topic("events") == "pipepulse.events"
+    assert Names("acme-prod").topic("stats") == "acme-prod.stats"
+    with pytest.raises(ValueError, match="Kafka topic"):
+        Names("acme:prod").topic("events")  # ':' is fine in a Redis key, not in a topic
+    with pytest.raises(ValueError, match="unknown stream"):
+        Names().topic("nonsense")
