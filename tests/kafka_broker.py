@@ -11,7 +11,6 @@ without leaving strands its group unless members use static membership
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import socket
@@ -20,9 +19,8 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from processors.embedded import free_port
+from processors.embedded import die_with_parent, free_port
 
-PR_SET_PDEATHSIG = 1
 
 
 def binary() -> Path:
@@ -32,10 +30,6 @@ def binary() -> Path:
         raise FileNotFoundError(f"no broker binary at {path}")
     path.chmod(path.stat().st_mode | 0o111)
     return path
-
-
-def _die_with_parent() -> None:
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class KafkaBroker:
@@ -56,7 +50,7 @@ class KafkaBroker:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.data_dir / "broker.log", "ab")
         command = [str(binary()), "start", "--only", "kafka", "--kafka-port", str(self.port), "--host", "127.0.0.1", "--data-dir", str(self.data_dir)]
-        self._proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        self._proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
         log.close()
         deadline = time.monotonic() + timeout_s
         while True:  # a port that accepts is the condition; polled with a deadline
