@@ -152,14 +152,14 @@ def fault(config: Config, kind: str, for_: str) -> None:
 
 
 @cli.command(name="web")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (keep it on loopback unless behind a proxy).")
+@click.option("--host", default=None, help="Address to bind (default PIPEPULSE_WEB_HOST or 127.0.0.1: keep it on loopback unless behind a proxy or in a container).")
 @click.option("--port", type=int, default=None, help="Port (default PIPEPULSE_WEB_PORT or 8765).")
 @click.option("--allow-host", multiple=True, help="A further Host header to accept, host:port (repeatable).")
 @click.pass_obj
-def web_command(config: Config, host: str, port: int | None, allow_host: tuple[str, ...]) -> None:
+def web_command(config: Config, host: str | None, port: int | None, allow_host: tuple[str, ...]) -> None:
     """Serve the JSON API, /metrics and live updates until Ctrl-C or SIGTERM (changes need the token)."""
     token, token_path = web.token_for(config.state_dir, config.web_token)
-    settings = web.WebSettings(host=host, port=port or config.web_port, token=token, extra_hosts=allow_host)
+    settings = web.WebSettings(host=host or config.web_host, port=port or config.web_port, token=token, extra_hosts=allow_host)
     with server_url(config) as url:
         client = redis.Redis.from_url(url, socket_timeout=5)
         click.echo(f"pipepulse web on http://127.0.0.1:{settings.port}/ (API under /api, Prometheus at /metrics)")

@@ -40,6 +40,7 @@ class Config:
     optimizer_redis_url: str | None = None  # the optimizer's own credentials (it alone may write control settings)
     optimizer_mode: str | None = None  # None: keep the mode the optimizer had (enabled when new)
     web_port: int = 8765
+    web_host: str = "127.0.0.1"  # 0.0.0.0 only inside a container whose port is published to the host's loopback
     web_token: str | None = None  # None: one kept in the state directory, made on first use
 
     @property
@@ -92,6 +93,7 @@ class Config:
             optimizer_redis_url=env.get("PIPEPULSE_OPTIMIZER_REDIS_URL") or None,
             optimizer_mode=_mode(env.get("PIPEPULSE_OPTIMIZER_MODE") or None),
             web_port=_number(env, "PIPEPULSE_WEB_PORT", int, 8765, minimum=1),
+            web_host=env.get("PIPEPULSE_WEB_HOST") or "127.0.0.1",
             web_token=env.get("PIPEPULSE_WEB_TOKEN") or None,
         )
 

@@ -212,3 +212,26 @@ def test_an_emptied_token_file_is_replaced_never_used(tmp_path: Path) -> None:
     assert len(token) >= 24 and path is not None and path.read_text() == token
     assert oct(path.stat().st_mode & 0o777) == "0o600"
     assert web.token_for(tmp_path, None)[0] == token  # kept
+
+
+def test_the_address_to_bind_comes_from_the_environment_as_in_docker_compose(real_server: EmbeddedServer, tmp_path: Path) -> None:
+    port = free_port()
+    env = env_for(tmp_path, PIPEPULSE_REDIS_URL=real_server.url, PIPEPULSE_WEB_PORT=str(port), PIPEPULSE_WEB_HOST="127.0.0.2")  # another loopback address
+    proc = subprocess.Popen([*PIPEPULSE, "web"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def status(address: str) -> int | None:
+        connection = http.client.HTTPConnection(address, port, timeout=5)
+        try:
+            connection.request("GET", "/api/components", headers={"Host": f"127.0.0.1:{port}"})  # as a published port forwards it
+            return connection.getresponse().status
+        except OSError:
+            return None
+        finally:
+            connection.close()
+
+    try:
+        wait_until(lambda: status("127.0.0.2") == 200, timeout_s=20, what="the web server on 127.0.0.2")
+        assert status("127.0.0.1") is None  # bound to that address only
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=20)
