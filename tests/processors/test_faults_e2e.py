@@ -142,7 +142,7 @@ def test_faults_fire_the_right_alerts_drop_the_health_warn_by_forecast_and_resol
         wait_until(lambda: alert("component_absent", "extractor") is None, timeout_s=20, what="the absence alert to resolve")
 
         try:
-            wait_until(lambda: not client.hlen(f"{prefix}:latest:alerts"), timeout_s=30, what="no active alert left")
+            wait_until(lambda: not client.hlen(f"{prefix}:latest:alerts"), timeout_s=60, what="no active alert left")
         except TimeoutError as exc:  # say which, so that a failure explains itself
             left = [(body["rule"], body["labels"], body["state"], body["message"]) for body in map(json.loads, client.hvals(f"{prefix}:latest:alerts"))]
             raise AssertionError(f"alerts still active: {left}") from exc
