@@ -186,7 +186,7 @@ class PerformanceIntegrationService:
             return
         self._stop.clear()
         self.refresh()
-        self._refresher = threading.Thread(target=self._refresh_loop, name="pipepulse-integration", daemon=True)
+        self._refresher = threading.Thread(target=self._refresh_loop, name=f"pipepulse-integration-{self.config.prefix}", daemon=True)
         self._refresher.start()
         if self._runner is not None:
             self._subscriber = AlertSubscriber(

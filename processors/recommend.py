@@ -13,7 +13,7 @@ supported is withdrawn from the `recommendations` latest table.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Callable, Final, Iterable, Mapping
 
 from schemas.control import SETTINGS, Recommendation, encode
@@ -47,6 +47,8 @@ class RecommenderSettings:
 
 @dataclass(frozen=True, slots=True)
 class Proposal:
+    """A rule's advice: the fields of a Recommendation that the rule decides (the rest come when it is issued)."""
+
     kind: str
     setting: str
     current: int | None
@@ -256,11 +258,10 @@ class Recommender:
 
     def _issue(self, now_s: float, key: str, component: str, p: Proposal) -> list[Output]:
         self._issued_total += 1
+        # A proposal is the advice; issuing it gives it an id, its component and its time.
         recommendation = Recommendation(
-            recommendation_id=f"r{self._issued_total}", kind=p.kind, component=component, setting=p.setting, current=p.current, proposed=p.proposed,
-            reason=p.reason, expected_effect=p.expected_effect, priority=p.priority, confidence=p.confidence,
-            issued_at_s=now_s, expires_at_s=now_s + self.settings.ttl_s, evidence=p.evidence,
-        )  # fmt: skip
+            recommendation_id=f"r{self._issued_total}", component=component, issued_at_s=now_s, expires_at_s=now_s + self.settings.ttl_s, **asdict(p)
+        )
         self._issued[key] = {"proposed": p.proposed, "current": p.current, "expires_at_s": recommendation.expires_at_s}
         self._dirty.update({("issued", key), ("issued_total",)})
         self._deleted.discard(("issued", key))

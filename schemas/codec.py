@@ -46,6 +46,18 @@ TICK_FIELD: Final = b"t"
 
 Row = Sequence[Any]
 
+_SYSTEM_V1: Final[tuple[tuple[str, Check], ...]] = (
+    ("timestamp_s", checks.timestamp),
+    ("scope", checks.one_of("process", "host")),
+    ("cpu_percent", checks.non_negative),
+    ("rss_bytes", checks.count),
+    ("memory_total_bytes", checks.count),
+    ("read_bytes", checks.count),
+    ("write_bytes", checks.count),
+    ("threads", checks.count),
+    ("open_files", checks.count),
+)
+
 # Field order of each row after its [tag, version] prefix, per (tag, version).
 LAYOUTS: Final[dict[tuple[int, int], tuple[tuple[str, Check], ...]]] = {
     (TAG_OPERATION, 1): (
@@ -71,27 +83,9 @@ LAYOUTS: Final[dict[tuple[int, int], tuple[tuple[str, Check], ...]]] = {
         ("name", checks.name),
         ("value", checks.finite),
     ),
-    (TAG_SYSTEM, 1): (
-        ("timestamp_s", checks.timestamp),
-        ("scope", checks.one_of("process", "host")),
-        ("cpu_percent", checks.non_negative),
-        ("rss_bytes", checks.count),
-        ("memory_total_bytes", checks.count),
-        ("read_bytes", checks.count),
-        ("write_bytes", checks.count),
-        ("threads", checks.count),
-        ("open_files", checks.count),
-    ),
+    (TAG_SYSTEM, 1): _SYSTEM_V1,
     (TAG_SYSTEM, 2): (
-        ("timestamp_s", checks.timestamp),
-        ("scope", checks.one_of("process", "host")),
-        ("cpu_percent", checks.non_negative),
-        ("rss_bytes", checks.count),
-        ("memory_total_bytes", checks.count),
-        ("read_bytes", checks.count),
-        ("write_bytes", checks.count),
-        ("threads", checks.count),
-        ("open_files", checks.count),
+        *_SYSTEM_V1,
         ("net_sent_bytes", checks.optional_count),
         ("net_recv_bytes", checks.optional_count),
         ("net_sent_packets", checks.optional_count),

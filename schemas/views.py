@@ -17,8 +17,6 @@ from schemas.names import PIPELINE_FIELD, Names
 # The call-detection pipeline's domain counters (Emitter.count or an operation's counters).
 CALLS_COUNTER: Final = "calls_detected"
 FILES_COUNTER: Final = "files_processed"
-# The health snapshot's traffic lights, as `component_health` reports them.
-COMPONENT_STATUSES: Final = ("healthy", "warning", "critical", "unknown")
 MB: Final = 1024 * 1024
 
 

@@ -6,16 +6,17 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
+import socket
 import threading
 import time
 
 import pytest
 import redis
 
-from emitters import ConfigError, PerformanceAlert, PerformanceIntegrationService
+from emitters import ConfigError, EmitterConfig, PerformanceAlert, PerformanceIntegrationService
 from emitters.integration_alerts import CallbackRunner
 from processors.embedded import EmbeddedServer, free_port
-from schemas import LifecycleEvent
+from schemas import CountEvent, LifecycleEvent, OperationEvent
 from schemas.alerts import AlertEvent
 
 from tests.conftest import wait_until
@@ -129,17 +130,35 @@ def test_stop_keeps_to_its_timeout_however_many_components_are_waiting() -> None
     assert time.monotonic() - started < 2.5  # one shared deadline, not 1 s per component
 
 
-def test_lifecycle_calls_not_awaited_still_run_in_the_order_made() -> None:
-    service = PerformanceIntegrationService(redis_url=f"redis://127.0.0.1:{free_port()}/0", alert_callback=lambda alert: None, sample_system=False)
+def test_lifecycle_calls_not_awaited_still_run_in_the_order_made(prefix: str) -> None:
+    with socket.socket() as silent:  # accepts connections and never answers: start() waits out its socket timeouts
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+        service = PerformanceIntegrationService(redis_url=url, prefix=prefix, alert_callback=lambda alert: None, sample_system=False, config=EmitterConfig(socket_timeout_s=0.3))
 
-    async def fire_and_forget() -> None:
-        service.start()
-        service.stop(timeout_s=0.5)
-        await service.stop(timeout_s=0.5)  # the last one: everything before it has run
+        async def fire_and_forget() -> None:
+            started = service.start()  # slow
+            service.stop(timeout_s=0.5)  # quick: run before start() had finished, it would stop nothing
+            await service.stop(timeout_s=0.5)
+            await started
 
-    asyncio.run(fire_and_forget())
-    alive = {t.name for t in threading.enumerate()}
-    assert not any(name.startswith(("pipepulse-integration", "pipepulse-alerts")) for name in alive), alive
+        asyncio.run(fire_and_forget())
+    alive = {t.name for t in threading.enumerate() if prefix in t.name}  # this service's refresher and subscriber
+    assert not alive, alive
+
+
+def test_counts_and_tracked_blocks_are_recorded_for_their_component(client: redis.Redis, prefix: str, real_server: EmbeddedServer) -> None:
+    service = PerformanceIntegrationService(redis_url=real_server.url, prefix=prefix, sample_system=False)
+    service.record_count("watcher", "files_processed", 3)
+    with pytest.raises(ValueError):
+        with service.track("parser", "parse"):
+            raise ValueError("a parse that fails is recorded, and the error still reaches the caller")
+    assert service.flush(timeout_s=10)
+    service.stop()
+    events = [(b.component, e) for b in delivered_batches(client, prefix) for e in b.events]
+    assert [(c, e.name, e.value) for c, e in events if isinstance(e, CountEvent)] == [("watcher", "files_processed", 3)]
+    assert [(c, e.operation, e.ok, e.error_type) for c, e in events if isinstance(e, OperationEvent)] == [("parser", "parse", False, "ValueError")]
 
 
 def test_an_async_callback_that_times_out_is_cancelled_before_it_is_retried() -> None:
