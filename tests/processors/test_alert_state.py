@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from processors.alert_state import Policy
@@ -66,7 +66,7 @@ def test_nothing_fires_before_it_was_pending_for_its_for(deltas: list[tuple[floa
 
 LEGAL = {  # state before -> transitions allowed from it (one alert per fingerprint: a path through this graph)
     "inactive": {"pending", "firing", "flapping"},  # flapping: a dropped pending alert keeps its recent fire/resolve history
-    "pending": {"firing", "dropped", "severity_changed"},
+    "pending": {"firing", "dropped", "severity_changed", "flapping"},  # flapping: its firing was one change too many, and replaces that page
     "firing": {"resolved", "severity_changed", "flapping", "escalated", "acked", "unacked"},
     "flapping": {"flapping", "settled", "severity_changed", "escalated"},
     "resolved": {"pending", "firing", "flapping"},
@@ -75,6 +75,7 @@ LEGAL = {  # state before -> transitions allowed from it (one alert per fingerpr
 
 @settings(max_examples=150, deadline=None)
 @given(steps, st.sampled_from([0.0, 5.0]), st.sampled_from([0.0, 10.0]))
+@example([(1.0, 0.6), (5.0, 0.6), (1.0, None)] * 2 + [(1.0, 0.6), (5.0, 0.6)], 5.0, 0.0)  # the fifth change fires it straight into flapping
 def test_each_fingerprint_walks_one_legal_path(deltas: list[tuple[float, float | None]], for_s: float, keep_s: float) -> None:
     events, active = feed(evaluator(for_s, keep_s), timeline(deltas))
     state = "inactive"
