@@ -189,9 +189,11 @@ class PerformanceIntegrationService:
         self._refresher = threading.Thread(target=self._refresh_loop, name=f"pipepulse-integration-{self.config.prefix}", daemon=True)
         self._refresher.start()
         if self._runner is not None:
+            timeout_s = self.config.socket_timeout_s  # as the emitters': stop() is never held by a server that does not answer
             self._subscriber = AlertSubscriber(
                 self.config.redis_url, self._runner, group=self._alert_group, prefix=self.config.prefix,
                 transitions=self._alert_transitions, notify_only=self._alert_transitions is None,
+                socket_timeout_s=timeout_s, block_ms=max(1, int(min(500, timeout_s * 1000 / 2))),
             ).start()
         with self._lock:
             if self._emitters:

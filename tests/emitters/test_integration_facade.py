@@ -139,8 +139,8 @@ def test_lifecycle_calls_not_awaited_still_run_in_the_order_made(prefix: str) ->
 
         async def fire_and_forget() -> None:
             started = service.start()  # slow
-            service.stop(timeout_s=0.5)  # quick: run before start() had finished, it would stop nothing
-            await service.stop(timeout_s=0.5)
+            service.stop(timeout_s=3)  # quick: run before start() had finished, it would stop nothing
+            await service.stop(timeout_s=3)
             await started
 
         asyncio.run(fire_and_forget())
