@@ -35,6 +35,7 @@ from processors.rules import RuleError
 from processors.status import health_summary
 from processors.status import table as status_table
 from processors.tail import tail
+from processors.worker_cli import worker
 
 
 FORWARDER_GROUP = "alert-forward"
@@ -312,6 +313,7 @@ cli.add_command(alerts_cli.alerts)
 cli.add_command(optimizer)
 cli.add_command(report)
 cli.add_command(components)
+cli.add_command(worker)
 
 
 def main() -> None:

@@ -42,6 +42,8 @@ class Config:
     web_port: int = 8765
     web_host: str = "127.0.0.1"  # 0.0.0.0 only inside a container whose port is published to the host's loopback
     web_token: str | None = None  # None: one kept in the state directory, made on first use
+    kafka_url: str | None = None  # kafka://host:port[,host:port]: the Faust engine's broker (pipepulse worker, run --engine faust)
+    kafka_partitions: int = 8  # of the events topic, when the workers create it: the most workers that share the intake
 
     @property
     def names(self) -> Names:
@@ -95,6 +97,8 @@ class Config:
             web_port=_number(env, "PIPEPULSE_WEB_PORT", int, 8765, minimum=1),
             web_host=env.get("PIPEPULSE_WEB_HOST") or "127.0.0.1",
             web_token=env.get("PIPEPULSE_WEB_TOKEN") or None,
+            kafka_url=env.get("PIPEPULSE_KAFKA_URL") or None,
+            kafka_partitions=_number(env, "PIPEPULSE_KAFKA_PARTITIONS", int, 8, minimum=1),
         )
 
 

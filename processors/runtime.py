@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 import redis
 from redis.backoff import NoBackoff
@@ -28,7 +28,7 @@ from schemas.checks import Limits
 from schemas.codec import TICK_FIELD, pack, unpack
 from schemas.names import DEAD_MAXLEN, DERIVED_STREAMS, EVENTS_MAXLEN, LATEST_TABLES, Names
 
-from processors.contract import BatchItem, ControlOutput, Output, Parts, Processor, StreamOutput, to_json
+from processors.contract import BatchItem, ControlOutput, Output, PartKey, Parts, Processor, StreamOutput, to_json
 from processors.intake import Entry, Prepared, prepare, prepare_records
 from processors.errors import ProcessorError
 from processors.ledger import COUNTERS_PART, Ledger
@@ -164,7 +164,7 @@ class Worker:
         self._full_checkpoint = False
         self._cursor = dict.fromkeys(self.source.streams, "0")
         self._run_id: str | None = None
-        self._metrics = _Metrics()
+        self._metrics = RuntimeMetrics()
 
     @property
     def lease_token(self) -> str:
@@ -300,8 +300,7 @@ class Worker:
                 raise LeaseLost(f"lease {self._lease.key} is held by another instance")
             pipe.multi()
             _queue_outputs(pipe, self.names, outputs)
-            for dead in (d for _, p in reads for d in p.dead):
-                pipe.xadd(self.names.dead, {**{k: v if isinstance(v, bytes) else str(v) for k, v in dead.items()}, "processor": self.processor.name}, maxlen=DEAD_MAXLEN, approximate=True)
+            _queue_dead(pipe, self.names, [d for _, p in reads for d in p.dead], self.processor.name)
             if self._full_checkpoint:
                 pipe.delete(self._checkpoint)
             if deleted:
@@ -323,31 +322,99 @@ class Worker:
         self._on_stage("committed")
 
     def _changes(self) -> tuple[dict[bytes, bytes], list[bytes]]:
-        written_parts, deleted_parts = self.processor.take_changes()
-        ledger_written, ledger_deleted = self._ledger.take_changes()
-        if self._full_checkpoint:  # the hash is deleted first, so everything is written
-            written_parts, deleted_parts = self.processor.snapshot(), set()
-            ledger_written, ledger_deleted = self._ledger.snapshot(), set()
-        written = {pack([PROCESSOR_PART, *k]): pack(v) for k, v in written_parts.items()}
-        written.update({pack([LEDGER_PART, *k]): pack(v) for k, v in ledger_written.items()})
-        deleted = [pack([PROCESSOR_PART, *k]) for k in deleted_parts] + [pack([LEDGER_PART, *k]) for k in ledger_deleted]
-        return written, deleted
+        return checkpoint_changes({PROCESSOR_PART: self.processor, LEDGER_PART: self._ledger}, full=self._full_checkpoint)
 
     # -- self-monitoring
 
     def _maybe_publish_metrics(self) -> None:
-        now = time.monotonic()
-        if now - self._metrics.published_at < self.settings.metrics_interval_s:
+        if not self._metrics.due(self.settings.metrics_interval_s):
             return
         groups = [self._group_info(stream) or {} for stream in self.source.streams]  # a backlog on any of its streams counts
         lag, pending = ([g.get(key) for g in groups] for key in ("lag", "pending"))
-        report = self._metrics.report(now, self._ledger.counters, lag=_total(lag), pending=_total(pending))
-        self._client.hset(self.names.runtime, self.processor.name, to_json(report))
+        publish_report(self._client, self.names, self.processor.name, self._metrics.report(time.monotonic(), self._ledger.counters, lag=_total(lag), pending=_total(pending)))
+
+
+def publish_report(client: redis.Redis, names: Names, processor: str, report: Mapping[str, Any]) -> None:
+    """A processor's own figures in `{prefix}:runtime`, where `pipepulse status` and /metrics read them."""
+    client.hset(names.runtime, processor, to_json(report))
 
 
 def _total(values: Sequence[int | None]) -> int | None:
     """A sum over streams, None if any is unknown (XINFO may not know a group's lag)."""
     return None if any(v is None for v in values) else sum(v for v in values if v is not None)
+
+
+class Stateful(Protocol):
+    def take_changes(self) -> tuple[Parts, set[PartKey]]: ...
+
+    def snapshot(self) -> Parts: ...
+
+
+def checkpoint_changes(sources: Mapping[str, Stateful], *, full: bool) -> tuple[dict[bytes, bytes], list[bytes]]:
+    """Each source's changed parts (all of them when `full`) as checkpoint fields, keyed under the source's name."""
+    written: dict[bytes, bytes] = {}
+    deleted: list[bytes] = []
+    for name, source in sources.items():
+        source_written, source_deleted = source.take_changes()
+        if full:  # the whole checkpoint is rewritten, so everything is written and nothing needs deleting
+            source_written, source_deleted = source.snapshot(), set()
+        written.update((pack([name, *k]), pack(v)) for k, v in source_written.items())
+        deleted += [pack([name, *k]) for k in source_deleted]
+    return written, deleted
+
+
+def parse_checkpoint(raw: Mapping[bytes, bytes]) -> dict[str, Parts]:
+    """Checkpoint fields back into each source's parts, by source name."""
+    parts: dict[str, Parts] = {}
+    for key, value in raw.items():
+        name, *part = unpack(key)
+        parts.setdefault(name, {})[tuple(part)] = unpack(value, Limits(max_entry_bytes=1 << 30))
+    return parts
+
+
+def _queue_dead(pipe: Any, names: Names, dead: Sequence[Mapping[str, Any]], processor: str) -> None:
+    for letter in dead:
+        pipe.xadd(names.dead, {**{k: v if isinstance(v, bytes) else str(v) for k, v in letter.items()}, "processor": processor}, maxlen=DEAD_MAXLEN, approximate=True)
+
+
+def commit_once(client: redis.Redis, names: Names, engine: str, commit: EngineCommit) -> bool:
+    """Write a commit's outputs, dead letters, counters and offset in one MULTI, unless an offset at or
+    past it is already written: a replayed input cannot double an output. False when skipped."""
+    key = names.applied(engine)
+    while True:
+        with client.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(key)  # type: ignore[no-untyped-call]
+                applied = pipe.hget(key, "offset")
+                if applied is not None and int(applied) >= commit.offset:
+                    return False
+                pipe.multi()
+                _queue_outputs(pipe, names, commit.outputs)
+                _queue_dead(pipe, names, commit.dead, commit.processor)
+                pipe.hset(key, mapping={"offset": commit.offset, "counters": to_json(commit.counters)})
+                pipe.execute()
+                return True
+            except redis.WatchError:
+                continue  # another writer moved the offset: look again
+
+
+@dataclass(frozen=True, slots=True)
+class EngineCommit:
+    """What one fold of an engine's input writes: `offset` is the input's last offset it covers."""
+
+    offset: int
+    outputs: Sequence[Output]
+    dead: Sequence[Mapping[str, Any]]
+    counters: Mapping[str, int]
+    processor: str
+
+
+def applied_state(client: redis.Redis, names: Names, engine: str) -> tuple[int, dict[str, int]]:
+    """The last input offset whose outputs `commit_once` wrote for `engine` (-1 before any), and the ledger counters then."""
+    raw: dict[bytes, bytes] = client.hgetall(names.applied(engine))  # type: ignore[assignment]
+    if b"offset" not in raw:
+        return -1, {}
+    return int(raw[b"offset"]), json.loads(raw[b"counters"])
 
 
 def _queue_outputs(pipe: Any, names: Names, outputs: Sequence[Output]) -> None:
@@ -362,7 +429,7 @@ def _queue_outputs(pipe: Any, names: Names, outputs: Sequence[Output]) -> None:
             pipe.hset(names.latest(output.table), output.field, output.value)
 
 
-class _Metrics:
+class RuntimeMetrics:
     """The runtime's own figures, published to `{prefix}:runtime` (wall-clock based: they describe the runtime, not the data)."""
 
     def __init__(self) -> None:
@@ -371,6 +438,9 @@ class _Metrics:
         self._commit_s: list[float] = []
         self._events = self._entries = self._commits = 0
         self._since = time.monotonic()
+
+    def due(self, interval_s: float) -> bool:
+        return time.monotonic() - self.published_at >= interval_s
 
     def committed(self, duration_s: float, reads: Reads) -> None:
         self._commits += 1
@@ -439,9 +509,8 @@ def ensure_group(client: redis.Redis, stream: str, group: str, start_id: str) ->
 def load_checkpoint(client: redis.Redis, names: Names, processor: str) -> tuple[Parts, Ledger]:
     """A processor's committed state parts and its ledger (what a restarted instance resumes from)."""
     raw: dict[bytes, bytes] = client.hgetall(names.checkpoint(processor))  # type: ignore[assignment]
-    parts = {tuple(unpack(k)): unpack(v, Limits(max_entry_bytes=1 << 30)) for k, v in raw.items()}
-    ledger = Ledger.restore({k[1:]: v for k, v in parts.items() if k[0] == LEDGER_PART})
-    return {k[1:]: v for k, v in parts.items() if k[0] == PROCESSOR_PART}, ledger
+    parts = parse_checkpoint(raw)
+    return parts.get(PROCESSOR_PART, {}), Ledger.restore(parts.get(LEDGER_PART, {}))
 
 
 def committed_counters(client: redis.Redis, names: Names, processor: str) -> dict[str, int]:

@@ -37,6 +37,9 @@ DEFAULT_DERIVED_MAXLEN: Final = 8640
 LATEST_TABLES: Final = ("stats", "stats_rollup", "stats_live", "producers", "components", "alerts", "silences", "health", "forecasts", "recommendations", "optimizer")
 # Operators switch the optimizer (kill switch, dry run) through this stream: the switch is part of the audit trail.
 COMMAND_STREAMS: Final = ("optimizer_commands",)
+# Kafka topics of the Faust engine: `events` (the batches, partitioned by component) and `ordered`
+# (one partition: the partitions' records merged into the one log the monitor folds).
+TOPICS: Final = ("events", "ordered")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +67,9 @@ class Names:
         return self.stream("dead")
 
     def topic(self, short: str) -> str:
-        """The Kafka topic of a stream (Kafka's names allow only letters, digits, `.`, `_` and `-`): `pipepulse.events`."""
-        self.stream(short)  # the same short names
+        """A Kafka topic of the Faust engine (Kafka's names allow only letters, digits, `.`, `_` and `-`): `pipepulse.events`."""
+        if short not in TOPICS:
+            raise ValueError(f"unknown topic {short!r}")
         name = f"{self.prefix}.{short}"
         if not _TOPIC.fullmatch(name) or len(name) > 249:
             raise ValueError(f"{name!r} is not a valid Kafka topic name (letters, digits, '.', '_' and '-', at most 249)")
@@ -86,6 +90,10 @@ class Names:
     def lease(self, holder: str) -> str:
         """Who is the active instance; expires (a TTL) so that a standby takes over when the holder dies."""
         return f"{self.prefix}:lease:{holder}"
+
+    def applied(self, engine: str) -> str:
+        """A hash: the last offset of `engine`'s input whose outputs are written (`offset`), and the counters then: what makes its writes idempotent."""
+        return f"{self.prefix}:applied:{engine}"
 
     def control(self, component: str) -> str:
         """A component's control settings, one hash field per setting; only the optimizer writes here."""

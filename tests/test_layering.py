@@ -55,3 +55,9 @@ def test_importing_the_packages_reads_no_environment_and_starts_no_thread() -> N
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PIPEPULSE_REDIS_URL": "redis://bad"})
     assert result.returncode == 0, result.stderr + result.stdout
+
+
+def test_faust_is_imported_by_the_engines_app_module_only() -> None:
+    """The processors stay pure: the Faust engine's one module wraps them, and nothing else needs faust installed."""
+    importers = {str(path.relative_to(ROOT)) for package in FORBIDDEN for path in (ROOT / package).rglob("*.py") if "faust" in imported_packages(path)}
+    assert importers == {"processors/scaleout/app.py"}

@@ -38,8 +38,8 @@ def test_an_unknown_stream_is_refused() -> None:
 
 def test_kafka_topics_follow_the_prefix_and_kafkas_rules() -> None:
     assert Names().topic("events") == "pipepulse.events"
-    assert Names("acme-prod").topic("stats") == "acme-prod.stats"
+    assert Names("acme-prod").topic("ordered") == "acme-prod.ordered"
     with pytest.raises(ValueError, match="Kafka topic"):
         Names("acme:prod").topic("events")  # ':' is fine in a Redis key, not in a topic
-    with pytest.raises(ValueError, match="unknown stream"):
-        Names().topic("nonsense")
+    with pytest.raises(ValueError, match="unknown topic"):
+        Names().topic("stats")  # derived streams stay in Redis

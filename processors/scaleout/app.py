@@ -1,0 +1,150 @@
+"""The Faust engine's app: the only module that imports faust.
+
+Two agents. `forward` reads the `events` topic (partitioned by component,
+spread over the workers) and forwards each record, with its partition and
+offset, to the one-partition `ordered` topic. `fold` reads `ordered` and runs
+the same `MonitorProcessor` as the Redis runtime (`fold.OrderedFold`), its
+state in the `state` table. The leader sends a tick to every events partition
+each interval.
+
+Faust runs at least once: it flushes what an agent sent (forwards, table
+changes) before it commits the offsets consumed, so nothing is lost, and a
+record may be processed again after a failover. What makes the effect exactly
+once is ours: batches are deduplicated by (producer_id, seq), ticks by time,
+ordered records by the offset the state holds, and Redis writes by the offset
+Redis holds. Faust's own exactly-once mode is not used: its transactions put
+stage 1's forwards in the ordered partition's transaction, which commits only
+when stage 2 consumes, which it cannot until that transaction commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable
+
+import faust
+from aiokafka import AIOKafkaProducer
+import redis
+
+from schemas.names import Names
+
+from processors.contract import Processor
+from processors.errors import ConfigError
+from processors.scaleout.fold import OrderedFold
+from processors.scaleout.ordering import KIND_HEADER, TICK_KIND, forwarded, tick_value
+
+log = logging.getLogger("pipepulse.faust")
+# A batch is at most 1 MiB (schemas.checks.Limits), forwarded with a few bytes more.
+MAX_RECORD_BYTES = 2 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineSettings:
+    kafka_url: str  # kafka://host:port[,host:port]
+    redis_url: str  # where the snapshots go, as with the Redis runtime
+    names: Names
+    processor_factory: Callable[[], Processor]
+    data_dir: Path  # Faust's own files (tables are in memory, recovered from their changelogs)
+    partitions: int = 8  # of the events topic, when the workers create it
+    tick_interval_s: float | None = 1.0  # None: no ticks (a log that carries its own, as in the tests)
+    instance_id: str | None = None  # static group membership: a restarted worker takes its partitions back at once
+    batch_max: int = 256  # ordered records folded and committed together
+    batch_within_s: float = 0.05
+    socket_timeout_s: float = 5.0
+
+
+def broker_urls(kafka_url: str) -> list[str]:
+    """Faust's form of `kafka://host:port[,host:port]`."""
+    scheme, _, hosts = kafka_url.partition("://")
+    if scheme != "kafka" or not hosts or "/" in hosts.rstrip("/"):
+        raise ConfigError(f"expected kafka://host:port[,host:port], got {kafka_url!r}")
+    return [f"kafka://{host}" for host in hosts.rstrip("/").split(",")]
+
+
+def build_app(settings: EngineSettings) -> faust.App:
+    names = settings.names
+    app = faust.App(
+        f"{names.prefix}-monitor",  # the consumer group; the table's changelog topic is named after it
+        broker=broker_urls(settings.kafka_url),
+        store="memory://",
+        processing_guarantee="at_least_once",  # exactly-once effects are built on top (see above)
+        web_enabled=False,
+        datadir=str(settings.data_dir),
+        topic_partitions=settings.partitions,
+        consumer_group_instance_id=settings.instance_id,
+        producer_max_request_size=MAX_RECORD_BYTES,
+        consumer_max_fetch_size=4 * MAX_RECORD_BYTES,
+    )
+    events = app.topic(names.topic("events"), key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", partitions=settings.partitions, internal=True)
+    ordered = app.topic(names.topic("ordered"), value_type=bytes, value_serializer="raw", partitions=1, internal=True)
+    state = app.Table("state", key_type=str, value_type=bytes, partitions=1, use_partitioner=True)
+
+    @app.agent(events)
+    async def forward(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+        async for event in stream.events():
+            message = event.message
+            is_tick = any(k == KIND_HEADER and bytes(v) == TICK_KIND for k, v in _headers(message.headers))
+            await ordered.send(value=forwarded(message.partition, message.offset, is_tick, message.value))
+            yield None
+
+    fold: list[OrderedFold] = []  # built on the first records, after the table has recovered
+
+    @app.agent(ordered)
+    async def monitor(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+        client = redis.Redis.from_url(settings.redis_url, socket_timeout=settings.socket_timeout_s)
+        async for batch in stream.take_events(settings.batch_max, within=settings.batch_within_s):  # type: ignore[attr-defined]  # in StreamT's implementation, not its stub
+            if not fold:
+                fold.append(OrderedFold(processor_factory=settings.processor_factory, state=state, client=client, names=names))
+            records = [(event.message.offset, event.value) for event in batch]
+            failures = 0
+            while True:  # Redis down: the records wait (and the topic holds the rest) until it is back
+                try:
+                    fold[0].fold(records)
+                    break
+                except redis.RedisError as exc:
+                    failures += 1
+                    if failures == 1:
+                        log.warning("writing snapshots to Redis failed: %s; retrying with back-off", exc)
+                    await asyncio.sleep(min(5.0, 0.05 * 2**failures))
+            yield None
+
+    if settings.tick_interval_s is not None:
+        # Its own plain producer: under exactly-once, Faust's would put each tick in a transaction that stays
+        # open until the next commit, and read-committed consumers see nothing past an open transaction.
+        ticks: list[AIOKafkaProducer] = []
+
+        @app.timer(settings.tick_interval_s, on_leader=True)  # type: ignore[untyped-decorator]
+        async def tick() -> None:
+            """The runtime's clock, not the processors': stream time comes from these ticks and the events."""
+            if not ticks:
+                producer = AIOKafkaProducer(bootstrap_servers=",".join(u.removeprefix("kafka://") for u in broker_urls(settings.kafka_url)), linger_ms=0)
+                await producer.start()
+                ticks.append(producer)
+            partitions = app.consumer.topic_partitions(events.get_topic_name()) or settings.partitions
+            value = tick_value(time.time(), partitions)
+            sent = [await ticks[0].send(events.get_topic_name(), value=value, partition=p, headers=[(KIND_HEADER, TICK_KIND)]) for p in range(partitions)]
+            await asyncio.gather(*sent)
+
+        @app.on_before_shutdown.connect
+        async def stop_ticks(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+            for producer in ticks:
+                await producer.stop()
+
+    return app
+
+
+def _headers(headers: Any) -> list[tuple[str, bytes]]:
+    """Kafka headers arrive as a list of pairs or a mapping, depending on the driver."""
+    if not headers:
+        return []
+    return list(headers.items()) if hasattr(headers, "items") else list(headers)
+
+
+def run_worker(settings: EngineSettings, loglevel: str) -> None:
+    """Run a Faust worker in the foreground until SIGTERM or Ctrl-C (Faust's worker handles both)."""
+    worker = faust.Worker(build_app(settings), loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()

@@ -1,0 +1,154 @@
+"""Stage 2 of the Faust engine, without Faust: the ordered log folded through the monitor, state in a table.
+
+`OrderedFold.fold(records)` takes `(offset, value)` records of the ordered
+topic, turns them into the entries the Redis runtime reads (`ordering`),
+deduplicates batches by (producer_id, seq) through the ledger, applies them to
+the same `MonitorProcessor`, puts the changed state parts into `state` (a
+Faust table: its changelog is what a replacement worker recovers from), and
+writes the outputs to Redis through `commit_once`, whose applied offset makes
+the write idempotent. The state also records the last ordered offset it holds,
+so a record delivered again after a failover is skipped, and a worker whose
+memory is not the table's (it lost the partition meanwhile) rebuilds from it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable, MutableMapping, Sequence
+
+import redis
+
+from schemas.checks import Limits
+from schemas.codec import pack, unpack
+from schemas.errors import RejectedEntry
+from schemas.names import Names
+
+from processors.contract import Processor
+from processors.intake import Entry, prepare
+from processors.ledger import Ledger
+from processors.runtime import LEDGER_PART, PROCESSOR_PART, EngineCommit, RuntimeMetrics, applied_state, checkpoint_changes, commit_once, parse_checkpoint, publish_report
+from processors.scaleout.ordering import TickMerge, to_entry
+
+log = logging.getLogger("pipepulse.faust")
+
+ENGINE = "faust"
+MERGE_PART = "m"
+OFFSET_KEY = "offset"  # the table key of the last ordered offset the state holds (every other key is a checkpoint field, hex)
+# The table key of the last batch's whole change, written first: one changelog record, so a worker that
+# died while writing the parts one by one is completed from it, never left with half a batch.
+PENDING_KEY = "pending"
+Record = tuple[int, bytes]
+METRICS_INTERVAL_S = 1.0  # how often its figures go to `{prefix}:runtime`, as the Redis runtime does
+
+
+class OrderedFold:
+    def __init__(self, *, processor_factory: Callable[[], Processor], state: MutableMapping[str, bytes], client: redis.Redis, names: Names, limits: Limits = Limits()) -> None:
+        self._factory, self._state, self._client, self._names, self._limits = processor_factory, state, client, names, limits
+        self.metrics = RuntimeMetrics()
+        self._offset: int | None = None  # None: memory is not built from the table yet (or no longer matches it)
+        self._redis_offset = -1
+
+    def _build(self) -> None:
+        """Memory from the table (the last state written), and where Redis stands."""
+        self._offset = None  # until this completes
+        pending = self._state.get(PENDING_KEY)
+        if pending is not None and unpack(pending)["offset"] > self._stored_offset():
+            self._write(unpack(pending))
+        raw = {bytes.fromhex(k): v for k, v in self._state.items() if k not in (OFFSET_KEY, PENDING_KEY)}
+        parts = parse_checkpoint(raw)
+        self.processor = self._factory()
+        self.processor.restore(parts.get(PROCESSOR_PART, {}))
+        self.ledger = Ledger.restore(parts.get(LEDGER_PART, {}))
+        self.merge = TickMerge.restore(parts.get(MERGE_PART, {}))
+        self._offset = self._stored_offset()
+        self._redis_offset = applied_state(self._client, self._names, ENGINE)[0]
+
+    @property
+    def offset(self) -> int:
+        """The last ordered offset folded into the state."""
+        assert self._offset is not None
+        return self._offset
+
+    def fold(self, records: Sequence[Record]) -> None:
+        if self._stored_offset() != self._offset:
+            if self._offset is not None:
+                log.info("the table moved on elsewhere (a rebalance): rebuilding from it")
+            self._build()
+        fresh = [r for r in records if r[0] > self.offset]  # delivered again after a failover: already in the state
+        if not fresh:
+            return
+        # Outputs up to what Redis already holds are recomputed, to move the state, but not written again.
+        written = [r for r in fresh if r[0] <= self._redis_offset]
+        if written:
+            self._fold(written, write=False)
+        if len(written) < len(fresh):
+            self._fold(fresh[len(written):], write=True)
+
+    def _fold(self, records: Sequence[Record], *, write: bool) -> None:
+        started = time.perf_counter()
+        entries: list[Entry] = []
+        dead: list[dict[str, Any]] = []
+        for offset, value in records:
+            try:
+                entry = to_entry(value, self.merge, self._limits)
+            except RejectedEntry as exc:
+                dead.append({"reason": exc.reason, "detail": exc.detail, "entry_id": f"ordered-{offset}", "raw": value[:4096]})
+                self.ledger.count("dead_letters_total")
+                continue
+            if entry is not None:
+                entries.append(entry)
+        prepared = prepare(entries, self.ledger, self._limits)
+        try:
+            outputs = self.processor.apply(prepared.items)
+        except Exception as exc:  # a poison record: fold one at a time from the last state, and dead-letter the one that fails
+            if len(records) == 1:
+                self._reject(records[0], exc, write=write)
+                return
+            log.exception("the monitor failed on a batch of %d records; isolating the bad one", len(records))
+            self._build()
+            for record in records:
+                self._fold([record], write=write)
+            return
+        if write:
+            self._commit(EngineCommit(offset=records[-1][0], outputs=outputs, dead=[*dead, *prepared.dead], counters=dict(self.ledger.counters), processor=self.processor.name))
+            self.metrics.committed(time.perf_counter() - started, [("ordered", prepared)])
+        self._store(records[-1][0])
+
+    def _reject(self, record: Record, exc: Exception, *, write: bool) -> None:
+        self._build()
+        self.ledger.count("dead_letters_total")
+        if write:
+            dead = {"reason": "processor_error", "detail": f"{type(exc).__name__}: {exc}"[:500], "entry_id": f"ordered-{record[0]}"}
+            self._commit(EngineCommit(offset=record[0], outputs=[], dead=[dead], counters=dict(self.ledger.counters), processor=self.processor.name))
+        self._store(record[0])
+
+    def _commit(self, commit: EngineCommit) -> None:
+        """Redis first, the table after: a crash between them replays into the offset guard, never past it."""
+        try:
+            if not commit_once(self._client, self._names, ENGINE, commit):
+                log.warning("Redis already holds outputs past ordered offset %d (another worker wrote them)", commit.offset)
+        except redis.RedisError:
+            self._offset = None  # memory is past the table now: rebuild before the records come again
+            raise
+        self._redis_offset = commit.offset
+        if self.metrics.due(METRICS_INTERVAL_S):
+            publish_report(self._client, self._names, self.processor.name, self.metrics.report(time.monotonic(), self.ledger.counters, lag=None, pending=None))
+
+    def _stored_offset(self) -> int:
+        stored = self._state.get(OFFSET_KEY)
+        return -1 if stored is None else int(unpack(stored))
+
+    def _store(self, offset: int) -> None:
+        written, deleted = checkpoint_changes({PROCESSOR_PART: self.processor, LEDGER_PART: self.ledger, MERGE_PART: self.merge}, full=False)
+        change = {"offset": offset, "written": {k.hex(): v for k, v in written.items()}, "deleted": [k.hex() for k in deleted]}
+        self._state[PENDING_KEY] = pack(change)
+        self._write(change)
+        self._offset = offset
+
+    def _write(self, change: dict[str, Any]) -> None:
+        for key in change["deleted"]:
+            self._state.pop(key, None)
+        for key, value in change["written"].items():
+            self._state[key] = value
+        self._state[OFFSET_KEY] = pack(change["offset"])
