@@ -1,0 +1,214 @@
+"""The Faust engine's pure parts without a broker: the tick merge, and the ordered fold against fakeredis.
+
+The fold must write exactly what the Redis runtime writes for the same log,
+however its records are batched, re-delivered after a failover, or cut off
+while its state was being written.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Sequence
+
+import fakeredis
+import pytest
+import redis
+
+from schemas.checks import Limits
+from schemas.codec import PAYLOAD_FIELD, TICK_FIELD, pack, unpack
+from schemas.errors import RejectedEntry
+from schemas.names import Names
+
+from processors.contract import BatchItem, Item, Output
+from processors.intake import Entry, prepare
+from processors.ledger import Ledger
+from processors.monitor import MonitorProcessor, MonitorSettings
+from processors.rules import load_rules
+from processors.runtime import applied_state, write_outputs
+from processors.scaleout.fold import PENDING_KEY, OrderedFold
+from processors.scaleout.ordering import TickMerge, forwarded, tick_value, to_entry
+
+from tests.scaleout_log import Record, derived, seeded_log
+
+SETTINGS = MonitorSettings(rules=load_rules(None))
+LOG = seeded_log(seed=7, seconds=70)
+COUNTERS = {"entries_total": len(LOG), "events_total": 20 * 5 * 70, "ticks_total": 70, "duplicate_batches_total": 0, "missing_batches_total": 0, "dead_letters_total": 0, "trimmed_entries_total": 0}
+
+
+def ordered_records(log: Sequence[Record]) -> list[tuple[int, bytes]]:
+    """The log as stage 1 forwards it from one partition: (ordered offset, value)."""
+    return [(i, forwarded(0, i, key is None, tick_value(value, 1) if key is None else value)) for i, (key, value) in enumerate(log)]  # type: ignore[arg-type]
+
+
+def redis_runtime(log: Sequence[Record], names: Names, chunk: int = 64) -> redis.Redis:
+    """What the Redis runtime writes for the log: its entries, through the same intake and monitor."""
+    client = fakeredis.FakeRedis()
+    entries: list[Entry] = [(f"{i}-0".encode(), {TICK_FIELD: pack(v)} if k is None else {PAYLOAD_FIELD: v}) for i, (k, v) in enumerate(log)]  # type: ignore[dict-item]
+    monitor, ledger = MonitorProcessor(SETTINGS), Ledger()
+    for start in range(0, len(entries), chunk):
+        write_outputs(client, names, monitor.apply(prepare(entries[start : start + chunk], ledger, Limits()).items))
+    return client
+
+
+def fold_all(fold: OrderedFold, records: Sequence[tuple[int, bytes]], batch: int) -> None:
+    for start in range(0, len(records), batch):
+        fold.fold(records[start : start + batch])
+
+
+def new_fold(client: redis.Redis, state: dict[str, bytes], names: Names, factory: Any = None) -> OrderedFold:
+    return OrderedFold(processor_factory=factory or (lambda: MonitorProcessor(SETTINGS)), state=state, client=client, names=names)
+
+
+@pytest.fixture(scope="module")
+def reference() -> dict[str, Any]:
+    view = derived(redis_runtime(LOG, Names("x")), Names("x"))
+    fired = [json.loads(e[b"json"]) if b"json" in e else e for e in view["stream alerts"]]
+    assert fired and view["stream stats"], "the seeded log must close windows and fire alerts, or the comparisons prove little"
+    return view
+
+
+# -- the tick merge
+
+
+def test_time_waits_for_the_slowest_partition() -> None:
+    merge = TickMerge()
+    assert merge.observe(0, 10.0, 3) is None  # partitions 1 and 2 have not ticked yet
+    assert merge.observe(1, 12.0, 3) is None
+    assert merge.observe(2, 11.0, 3) == 10.0
+    assert merge.observe(0, 13.0, 3) == 11.0
+    assert merge.observe(0, 14.0, 3) is None  # partition 2 still at 11
+    assert merge.observe(2, 9.0, 3) is None  # an old tick (a re-delivery) moves nothing back
+    assert merge.observe(2, 15.0, 3) == 12.0
+
+
+def test_the_merge_survives_a_restore_and_a_partition_added() -> None:
+    merge = TickMerge()
+    merge.observe(0, 10.0, 1)
+    restored = TickMerge.restore(merge.snapshot())
+    assert restored.observe(0, 10.0, 1) is None  # already applied before the restore
+    assert restored.observe(0, 11.0, 2) is None  # a second partition now: time waits for it
+    assert restored.observe(1, 12.0, 2) == 11.0
+
+
+def test_a_tick_that_is_not_time_and_partitions_is_rejected_with_its_source() -> None:
+    with pytest.raises(RejectedEntry, match="tick 3-41: expected"):
+        to_entry(forwarded(3, 41, True, pack("noon")), TickMerge(), Limits())
+    with pytest.raises(RejectedEntry, match="timestamp_out_of_range"):
+        to_entry(forwarded(0, 1, True, tick_value(5.0, 1)), TickMerge(), Limits())
+    entry = to_entry(forwarded(2, 9, False, b"payload"), TickMerge(), Limits())
+    assert entry == (b"2-9", {PAYLOAD_FIELD: b"payload"})
+
+
+# -- the fold against what the Redis runtime writes
+
+
+@pytest.mark.parametrize("batch", [1, 7, 256])
+def test_the_fold_writes_what_the_redis_runtime_writes(reference: dict[str, Any], batch: int) -> None:
+    client, names = fakeredis.FakeRedis(), Names("x")
+    fold = new_fold(client, {}, names)
+    fold_all(fold, ordered_records(LOG), batch)
+    assert derived(client, names) == reference
+    assert applied_state(client, names, "faust") == (len(LOG) - 1, COUNTERS)
+
+
+@pytest.mark.parametrize("resume_from", [0, 100, 299])
+def test_records_delivered_again_after_a_failover_change_nothing(reference: dict[str, Any], resume_from: int) -> None:
+    client, names, state = fakeredis.FakeRedis(), Names("x"), {}  # type: ignore[var-annotated]
+    records = ordered_records(LOG)
+    fold_all(new_fold(client, state, names), records[:300], 16)
+    # A new worker with the recovered table; Kafka hands it everything after its last committed offset.
+    fold_all(new_fold(client, state, names), records[resume_from:], 16)
+    assert derived(client, names) == reference
+    assert applied_state(client, names, "faust")[1] == COUNTERS  # nothing counted twice either
+
+
+def test_a_table_behind_redis_recomputes_without_writing_twice(reference: dict[str, Any]) -> None:
+    """The worker wrote to Redis, then died before its table changes reached the changelog."""
+    client, names, state = fakeredis.FakeRedis(), Names("x"), {}  # type: ignore[var-annotated]
+    records = ordered_records(LOG)
+    fold_all(new_fold(client, state, names), records[:150], 10)
+    table_then = dict(state)
+    fold_all(new_fold(client, state, names), records[150:230], 10)
+    # Replaced, from the older table; its batch [227..237] straddles what Redis holds (to 229), with a tick at 227.
+    fold_all(new_fold(client, table_then, names), records[150:], 11)
+    assert derived(client, names) == reference
+
+
+class CutOff(dict[str, bytes]):
+    """A table whose changelog stops reaching the broker halfway through the nth batch's parts."""
+
+    def __init__(self, after_pending: int) -> None:
+        super().__init__()
+        self.left = after_pending
+        self.parts_left: int | None = None
+        self.recovered: dict[str, bytes] | None = None
+
+    def __setitem__(self, key: str, value: bytes) -> None:
+        super().__setitem__(key, value)
+        if self.recovered is not None:
+            return
+        if key == PENDING_KEY:
+            self.left -= 1
+            if self.left == 0:
+                self.parts_left = len(unpack(value)["written"]) // 2
+        elif self.parts_left is not None:
+            self.parts_left -= 1
+            if self.parts_left == 0:
+                self.recovered = dict(self)  # half of this batch's parts arrived, the rest and its offset never did
+
+
+
+def test_a_worker_cut_off_while_writing_its_state_is_completed_from_the_pending_change(reference: dict[str, Any]) -> None:
+    client, names, state = fakeredis.FakeRedis(), Names("x"), CutOff(after_pending=20)
+    records = ordered_records(LOG)
+    fold_all(new_fold(client, state, names), records[:200], 8)
+    assert state.recovered is not None
+    fold_all(new_fold(client, state.recovered, names), records[150:], 8)
+    assert derived(client, names) == reference
+    assert applied_state(client, names, "faust")[1] == COUNTERS
+
+
+def test_a_batch_forwarded_twice_is_counted_once(reference: dict[str, Any]) -> None:
+    """Stage 1 is at least once: after its failover it forwards a partition's records again."""
+    records = ordered_records(LOG)
+    again = [(offset + 1, value) for offset, value in records[100:120]]  # re-forwarded right after record 100
+    shifted = records[:101] + again + [(offset + 21, value) for offset, value in records[101:]]
+    client, names = fakeredis.FakeRedis(), Names("x")
+    fold_all(new_fold(client, {}, names), shifted, 32)
+    assert derived(client, names) == reference
+    batches = sum(1 for key, _ in LOG[100:120] if key is not None)
+    assert batches == 16  # and 4 ticks, which move no time the second time
+    assert applied_state(client, names, "faust")[1]["duplicate_batches_total"] == batches
+
+
+class PoisonedMonitor(MonitorProcessor):
+    """The real monitor, except that it raises on one component's batches."""
+
+    def apply(self, items: Sequence[Item]) -> list[Output]:
+        if any(isinstance(i, BatchItem) and i.decoded.envelope.component == "cache" and i.decoded.envelope.seq == 30 for i in items):
+            raise RuntimeError("cannot digest cache #30")
+        return super().apply(items)
+
+
+def test_a_poison_record_is_dead_lettered_and_the_rest_folded() -> None:
+    records = ordered_records(LOG)
+    client, names = fakeredis.FakeRedis(), Names("x")
+    fold_all(new_fold(client, {}, names, lambda: PoisonedMonitor(SETTINGS)), records, 50)
+    dead = [fields for _, fields in client.xrange(names.dead)]  # type: ignore[union-attr]
+    assert len(dead) == 1
+    assert (dead[0][b"reason"], dead[0][b"detail"], dead[0][b"processor"]) == (b"processor_error", b"RuntimeError: cannot digest cache #30", b"monitor")
+    poisoned = next(i for i, (key, _) in enumerate(LOG) if key == "cache" and sum(1 for k, _ in LOG[: i + 1] if k == "cache") == 31)
+    assert dead[0][b"entry_id"] == f"ordered-{poisoned}".encode()
+    offset, counters = applied_state(client, names, "faust")
+    assert offset == len(LOG) - 1 and counters["dead_letters_total"] == 1
+    assert counters["events_total"] == 20 * 5 * 70 - 20
+
+
+def test_a_malformed_tick_is_dead_lettered_and_time_goes_on() -> None:
+    records = ordered_records(LOG[:30])
+    bad = (len(records), forwarded(0, 999, True, b"\xc1"))
+    client, names = fakeredis.FakeRedis(), Names("x")
+    fold_all(new_fold(client, {}, names), [*records, bad], 8)
+    dead = [fields for _, fields in client.xrange(names.dead)]  # type: ignore[union-attr]
+    assert [(d[b"reason"], d[b"entry_id"]) for d in dead] == [(b"malformed_msgpack", f"ordered-{len(records)}".encode())]
+    assert applied_state(client, names, "faust")[0] == len(records)
