@@ -83,13 +83,12 @@ def build_app(settings: EngineSettings) -> faust.App:
     ordered = app.topic(names.topic("ordered"), value_type=bytes, value_serializer="raw", partitions=1, internal=True)
     state = app.Table("state", key_type=str, value_type=bytes, partitions=1, use_partitioner=True)
 
-    @app.agent(events)
-    async def forward(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+    @app.agent(events, sink=[ordered])
+    async def forward(stream: faust.StreamT[bytes]) -> AsyncIterator[bytes]:
         async for event in stream.events():
             message = event.message
             is_tick = any(k == KIND_HEADER and bytes(v) == TICK_KIND for k, v in _headers(message.headers))
-            await ordered.send(value=forwarded(message.partition, message.offset, is_tick, message.value))
-            yield None
+            yield forwarded(message.partition, message.offset, is_tick, message.value)
 
     fold: list[OrderedFold] = []  # built on the first records, after the table has recovered
 

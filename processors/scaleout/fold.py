@@ -1,7 +1,8 @@
 """Stage 2 of the Faust engine, without Faust: the ordered log folded through the monitor, state in a table.
 
 `OrderedFold.fold(records)` takes `(offset, value)` records of the ordered
-topic, turns them into the entries the Redis runtime reads (`ordering`),
+topic, puts them in their one order and turns them into the entries the Redis
+runtime reads (`ordering`),
 deduplicates batches by (producer_id, seq) through the ledger, applies them to
 the same `MonitorProcessor`, puts the changed state parts into `state` (a
 Faust table: its changelog is what a replacement worker recovers from), and
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable, MutableMapping, Sequence
+from typing import Any, Callable, Mapping, MutableMapping, Sequence
 
 import redis
 
@@ -25,15 +26,16 @@ from schemas.errors import RejectedEntry
 from schemas.names import Names
 
 from processors.contract import Processor
+from processors.errors import ProcessorError
 from processors.intake import Entry, prepare
 from processors.ledger import Ledger
 from processors.runtime import LEDGER_PART, PROCESSOR_PART, EngineCommit, RuntimeMetrics, applied_state, checkpoint_changes, commit_once, parse_checkpoint, publish_report
-from processors.scaleout.ordering import TickMerge, to_entry
+from processors.scaleout.ordering import Reorder
 
 log = logging.getLogger("pipepulse.faust")
 
 ENGINE = "faust"
-MERGE_PART = "m"
+REORDER_PART = "m"
 OFFSET_KEY = "offset"  # the table key of the last ordered offset the state holds (every other key is a checkpoint field, hex)
 # The table key of the last batch's whole change, written first: one changelog record, so a worker that
 # died while writing the parts one by one is completed from it, never left with half a batch.
@@ -60,7 +62,7 @@ class OrderedFold:
         self.processor = self._factory()
         self.processor.restore(parts.get(PROCESSOR_PART, {}))
         self.ledger = Ledger.restore(parts.get(LEDGER_PART, {}))
-        self.merge = TickMerge.restore(parts.get(MERGE_PART, {}))
+        self.reorder = Reorder.restore(parts.get(REORDER_PART, {}))
         self._offset = self._stored_offset()
         self._redis_offset = applied_state(self._client, self._names, ENGINE)[0]
 
@@ -87,41 +89,50 @@ class OrderedFold:
 
     def _fold(self, records: Sequence[Record], *, write: bool) -> None:
         started = time.perf_counter()
-        entries: list[Entry] = []
-        dead: list[dict[str, Any]] = []
-        for offset, value in records:
+        poisoned: dict[bytes, Exception] = {}
+        while True:
+            entries, dead = self._release(records)
+            prepared = prepare([e for e in entries if e[0] not in poisoned], self.ledger, self._limits)
             try:
-                entry = to_entry(value, self.merge, self._limits)
-            except RejectedEntry as exc:
-                dead.append({"reason": exc.reason, "detail": exc.detail, "entry_id": f"ordered-{offset}", "raw": value[:4096]})
-                self.ledger.count("dead_letters_total")
-                continue
-            if entry is not None:
-                entries.append(entry)
-        prepared = prepare(entries, self.ledger, self._limits)
-        try:
-            outputs = self.processor.apply(prepared.items)
-        except Exception as exc:  # a poison record: fold one at a time from the last state, and dead-letter the one that fails
-            if len(records) == 1:
-                self._reject(records[0], exc, write=write)
-                return
-            log.exception("the monitor failed on a batch of %d records; isolating the bad one", len(records))
-            self._build()
-            for record in records:
-                self._fold([record], write=write)
-            return
+                outputs = self.processor.apply(prepared.items)
+                break
+            except Exception:  # a poison entry: find it from the last state, and fold again without it
+                log.exception("the monitor failed on %d entries; isolating the bad one", len(entries))
+                entry_id, exc = self._culprit(records, poisoned)
+                poisoned[entry_id] = exc
+                self._build()
+        for entry_id, exc in poisoned.items():
+            dead.append({"reason": "processor_error", "detail": f"{type(exc).__name__}: {exc}"[:500], "entry_id": entry_id.decode()})
+            self.ledger.count("dead_letters_total")
         if write:
             self._commit(EngineCommit(offset=records[-1][0], outputs=outputs, dead=[*dead, *prepared.dead], counters=dict(self.ledger.counters), processor=self.processor.name))
             self.metrics.committed(time.perf_counter() - started, [("ordered", prepared)])
         self._store(records[-1][0])
 
-    def _reject(self, record: Record, exc: Exception, *, write: bool) -> None:
+    def _release(self, records: Sequence[Record]) -> tuple[list[Entry], list[dict[str, Any]]]:
+        """The entries the records release, in the one order; records that are not stage 1's become dead letters."""
+        entries: list[Entry] = []
+        dead: list[dict[str, Any]] = []
+        for offset, value in records:
+            try:
+                entries += self.reorder.push(offset, value, self._limits)
+            except RejectedEntry as exc:
+                dead.append({"reason": exc.reason, "detail": exc.detail, "entry_id": f"ordered-{offset}", "raw": value[:4096]})
+                self.ledger.count("dead_letters_total")
+        return entries, dead
+
+    def _culprit(self, records: Sequence[Record], poisoned: Mapping[bytes, Exception]) -> tuple[bytes, Exception]:
+        """The first entry the monitor raises on, applying one at a time from the table's state."""
         self._build()
-        self.ledger.count("dead_letters_total")
-        if write:
-            dead = {"reason": "processor_error", "detail": f"{type(exc).__name__}: {exc}"[:500], "entry_id": f"ordered-{record[0]}"}
-            self._commit(EngineCommit(offset=record[0], outputs=[], dead=[dead], counters=dict(self.ledger.counters), processor=self.processor.name))
-        self._store(record[0])
+        entries, _ = self._release(records)
+        for entry in entries:
+            if entry[0] in poisoned:
+                continue
+            try:
+                self.processor.apply(prepare([entry], self.ledger, self._limits).items)
+            except Exception as exc:
+                return entry[0], exc
+        raise ProcessorError("the monitor failed on a batch but on none of its entries alone")
 
     def _commit(self, commit: EngineCommit) -> None:
         """Redis first, the table after: a crash between them replays into the offset guard, never past it."""
@@ -140,7 +151,7 @@ class OrderedFold:
         return -1 if stored is None else int(unpack(stored))
 
     def _store(self, offset: int) -> None:
-        written, deleted = checkpoint_changes({PROCESSOR_PART: self.processor, LEDGER_PART: self.ledger, MERGE_PART: self.merge}, full=False)
+        written, deleted = checkpoint_changes({PROCESSOR_PART: self.processor, LEDGER_PART: self.ledger, REORDER_PART: self.reorder}, full=False)
         change = {"offset": offset, "written": {k.hex(): v for k, v in written.items()}, "deleted": [k.hex() for k in deleted]}
         self._state[PENDING_KEY] = pack(change)
         self._write(change)

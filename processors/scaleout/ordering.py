@@ -1,12 +1,14 @@
 """From a topic partitioned by component to the one ordered log the monitor folds (pure: no Kafka here).
 
 Stage 1 forwards every record of the `events` topic, with its partition and
-offset, to the single-partition `ordered` topic; stage 2 turns those records
-into the same stream entries the Redis runtime reads. Ticks are sent to every
-partition, and time advances only when every partition has passed it (the
-minimum watermark, as Kafka Streams merges partitions), so one partition's
-lag never makes another's events late. With one partition the ordered log is
-exactly the events log, tick for tick.
+offset, to the single-partition `ordered` topic, where the partitions arrive
+interleaved as chance has it. Stage 2 puts them back into one order that does
+not depend on chance: ticks are sent to every partition, and when the slowest
+partition has passed a tick (the minimum watermark, as Kafka Streams merges
+partitions), everything each partition sent before that tick is released,
+partition by partition in offset order, then the tick itself. So one
+partition's lag never makes another's events late, a failover changes no
+output, and with one partition the order is exactly the events log's.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from processors.intake import Entry
 # The Kafka header that marks a tick record (a batch record has none): the value is msgpack [time_s, partitions].
 KIND_HEADER: Final = "pipepulse-kind"
 TICK_KIND: Final = b"tick"
-MERGE_PART: Final = "merge"
+QUEUED_PART: Final = "q"  # a record waiting for its tick, by ordered offset
+MARKS_PART: Final = "marks"
 
 
 def tick_value(time_s: float, partitions: int) -> bytes:
@@ -40,59 +43,93 @@ def forwarded(partition: int, offset: int, is_tick: bool, value: bytes) -> bytes
 
 
 @dataclass(slots=True)
-class TickMerge:
-    """The newest tick per source partition; the time to apply is the oldest of them, once every partition has one."""
+class Reorder:
+    """Records held per source partition until the watermark passes the tick that follows them."""
 
-    marks: dict[int, float] = field(default_factory=dict)
+    marks: dict[int, float] = field(default_factory=dict)  # newest tick per partition
     partitions: int = 0
     applied_s: float = -math.inf
-    _changed: bool = True
+    queued: dict[int, list[Any]] = field(default_factory=dict)  # ordered offset -> [partition, entry_id, payload, tick time or None]
+    _changed: set[PartKey] = field(default_factory=lambda: {(MARKS_PART,)})
+    _removed: set[PartKey] = field(default_factory=set)
 
-    def observe(self, partition: int, time_s: float, partitions: int) -> float | None:
-        """The new stream time when this tick moves the slowest partition forward, else None."""
+    def push(self, offset: int, value: bytes, limits: Limits) -> list[Entry]:
+        """Take one ordered record; the entries it releases, in the one order (often none).
+
+        The entry id names the source (`partition-offset` of the events topic), so a dead letter points at it.
+        A tick that is not `[time_s, partitions]` in range raises RejectedEntry (stage 1 forwards ticks unread).
+        """
+        try:
+            partition, source_offset, is_tick, payload = unpack(value, limits)
+            entry_id = f"{int(partition)}-{int(source_offset)}"
+        except (TypeError, ValueError) as exc:
+            raise RejectedEntry("wrong_type", f"not a record forwarded by stage 1: {exc}") from exc
+        if not is_tick:
+            self._queue(offset, [partition, entry_id, payload, None])
+            return []
+        tick = unpack(payload, limits)
+        if not (isinstance(tick, list) and len(tick) == 2 and isinstance(tick[1], int) and tick[1] >= 1):
+            raise RejectedEntry("wrong_type", f"tick {entry_id}: expected [time_s, partitions], got {tick!r:.100}")
+        problems = checks.timestamp([tick[0]], limits)
+        if problems:
+            raise RejectedEntry(problems[0][1], f"tick {entry_id}: {problems[0][2]}")
+        time_s = float(tick[0])
+        self._queue(offset, [partition, entry_id, None, time_s])
         self.marks[partition] = max(time_s, self.marks.get(partition, -math.inf))
-        self.partitions = max(self.partitions, partitions)  # partitions are only ever added to a topic
-        self._changed = True
+        self.partitions = max(self.partitions, tick[1])  # partitions are only ever added to a topic
+        self._changed.add((MARKS_PART,))
         if any(p not in self.marks for p in range(self.partitions)):
-            return None
+            return []
         watermark = min(self.marks[p] for p in range(self.partitions))
         if watermark <= self.applied_s:
-            return None
+            return []
         self.applied_s = watermark
-        return watermark
+        return [*self._release(watermark), (entry_id.encode(), {TICK_FIELD: pack(watermark)})]
+
+    def _queue(self, offset: int, item: list[Any]) -> None:
+        self.queued[offset] = item
+        self._changed.add((QUEUED_PART, offset))
+
+    def _release(self, watermark: float) -> list[Entry]:
+        """Per partition, what came before its last tick at or below the watermark; the ticks themselves go."""
+        by_partition: dict[int, list[int]] = {}
+        for offset, item in self.queued.items():  # insertion order is offset order
+            by_partition.setdefault(item[0], []).append(offset)
+        released: list[Entry] = []
+        for partition in sorted(by_partition):
+            offsets = by_partition[partition]
+            ticks = [i for i, o in enumerate(offsets) if self.queued[o][3] is not None and self.queued[o][3] <= watermark]
+            if not ticks:
+                continue
+            for offset in offsets[: ticks[-1] + 1]:
+                _, entry_id, payload, time_s = self.queued.pop(offset)
+                self._changed.discard((QUEUED_PART, offset))
+                self._removed.add((QUEUED_PART, offset))
+                if time_s is None:
+                    released.append((entry_id.encode(), {PAYLOAD_FIELD: payload}))
+        return released
 
     def take_changes(self) -> tuple[Parts, set[PartKey]]:
-        if not self._changed:
-            return {}, set()
-        self._changed = False
-        return self.snapshot(), set()
+        written: Parts = {key: self._part(key) for key in self._changed}
+        removed = self._removed - set(written)
+        self._changed, self._removed = set(), set()
+        return written, removed
+
+    def _part(self, key: PartKey) -> Any:
+        if key == (MARKS_PART,):
+            return {"marks": [[p, t] for p, t in sorted(self.marks.items())], "partitions": self.partitions, "applied_s": self.applied_s}
+        return self.queued[int(key[1])]
 
     def snapshot(self) -> Parts:
-        return {(MERGE_PART,): {"marks": [[p, t] for p, t in sorted(self.marks.items())], "partitions": self.partitions, "applied_s": self.applied_s}}
+        return {key: self._part(key) for key in [(MARKS_PART,), *((QUEUED_PART, o) for o in self.queued)]}
 
     @classmethod
-    def restore(cls, parts: Mapping[PartKey, Any]) -> TickMerge:
-        state = parts.get((MERGE_PART,))
-        if state is None:
-            return cls()
-        return cls(marks={int(p): float(t) for p, t in state["marks"]}, partitions=int(state["partitions"]), applied_s=float(state["applied_s"]), _changed=False)
-
-
-def to_entry(value: bytes, merge: TickMerge, limits: Limits) -> Entry | None:
-    """An ordered-topic record as the stream entry the Redis runtime would read; None for a tick that moves no time.
-
-    The entry id names the source (`partition-offset` of the events topic), so a dead letter points at it.
-    A tick that is not `[time_s, partitions]` in range raises RejectedEntry (stage 1 forwards ticks unread).
-    """
-    partition, offset, is_tick, payload = unpack(value, limits)
-    entry_id = f"{partition}-{offset}".encode()
-    if not is_tick:
-        return entry_id, {PAYLOAD_FIELD: payload}
-    tick = unpack(payload, limits)
-    if not (isinstance(tick, list) and len(tick) == 2 and isinstance(tick[1], int) and tick[1] >= 1):
-        raise RejectedEntry("wrong_type", f"tick {entry_id.decode()}: expected [time_s, partitions], got {tick!r:.100}")
-    problems = checks.timestamp([tick[0]], limits)
-    if problems:
-        raise RejectedEntry(problems[0][1], f"tick {entry_id.decode()}: {problems[0][2]}")
-    moved = merge.observe(partition, float(tick[0]), tick[1])
-    return None if moved is None else (entry_id, {TICK_FIELD: pack(moved)})
+    def restore(cls, parts: Mapping[PartKey, Any]) -> Reorder:
+        reorder = cls(_changed=set())
+        state = parts.get((MARKS_PART,))
+        if state is not None:
+            reorder.marks = {int(p): float(t) for p, t in state["marks"]}
+            reorder.partitions, reorder.applied_s = int(state["partitions"]), float(state["applied_s"])
+        queued = sorted((int(key[1]), value) for key, value in parts.items() if key[0] == QUEUED_PART)
+        reorder.queued = {offset: list(value) for offset, value in queued}
+        return reorder

@@ -8,6 +8,7 @@ while its state was being written.
 from __future__ import annotations
 
 import json
+import random
 from typing import Any, Sequence
 
 import fakeredis
@@ -26,9 +27,9 @@ from processors.monitor import MonitorProcessor, MonitorSettings
 from processors.rules import load_rules
 from processors.runtime import applied_state, write_outputs
 from processors.scaleout.fold import PENDING_KEY, OrderedFold
-from processors.scaleout.ordering import TickMerge, forwarded, tick_value, to_entry
+from processors.scaleout.ordering import Reorder, forwarded, tick_value
 
-from tests.scaleout_log import Record, derived, seeded_log
+from tests.scaleout_log import COMPONENTS, Record, canonical, derived, per_partition, seeded_log
 
 SETTINGS = MonitorSettings(rules=load_rules(None))
 LOG = seeded_log(seed=7, seconds=70)
@@ -67,36 +68,56 @@ def reference() -> dict[str, Any]:
     return view
 
 
-# -- the tick merge
+# -- the one order
 
 
-def test_time_waits_for_the_slowest_partition() -> None:
-    merge = TickMerge()
-    assert merge.observe(0, 10.0, 3) is None  # partitions 1 and 2 have not ticked yet
-    assert merge.observe(1, 12.0, 3) is None
-    assert merge.observe(2, 11.0, 3) == 10.0
-    assert merge.observe(0, 13.0, 3) == 11.0
-    assert merge.observe(0, 14.0, 3) is None  # partition 2 still at 11
-    assert merge.observe(2, 9.0, 3) is None  # an old tick (a re-delivery) moves nothing back
-    assert merge.observe(2, 15.0, 3) == 12.0
+def batch_record(offset: int, partition: int, source_offset: int) -> tuple[int, bytes]:
+    return offset, forwarded(partition, source_offset, False, f"b{partition}.{source_offset}".encode())
 
 
-def test_the_merge_survives_a_restore_and_a_partition_added() -> None:
-    merge = TickMerge()
-    merge.observe(0, 10.0, 1)
-    restored = TickMerge.restore(merge.snapshot())
-    assert restored.observe(0, 10.0, 1) is None  # already applied before the restore
-    assert restored.observe(0, 11.0, 2) is None  # a second partition now: time waits for it
-    assert restored.observe(1, 12.0, 2) == 11.0
+def tick_record(offset: int, partition: int, source_offset: int, time_s: float, partitions: int) -> tuple[int, bytes]:
+    return offset, forwarded(partition, source_offset, True, tick_value(time_s, partitions))
 
 
-def test_a_tick_that_is_not_time_and_partitions_is_rejected_with_its_source() -> None:
+def released(reorder: Reorder, records: Sequence[tuple[int, bytes]]) -> list[str]:
+    out = []
+    for offset, value in records:
+        for entry_id, fields in reorder.push(offset, value, Limits()):
+            out.append(fields[PAYLOAD_FIELD].decode() if PAYLOAD_FIELD in fields else f"tick {unpack(fields[TICK_FIELD])}")
+    return out
+
+
+def test_records_wait_for_the_slowest_partitions_tick_then_go_partition_by_partition() -> None:
+    T = 1_800_000_000.0
+    records = [
+        batch_record(0, 1, 0),
+        tick_record(1, 1, 1, T + 1, 2),  # partition 0 has not ticked: nothing goes
+        batch_record(2, 1, 2),  # after partition 1's tick: waits for the next
+        batch_record(3, 0, 0),
+        tick_record(4, 0, 1, T + 1, 2),  # both at T+1: what came before each one's tick goes
+        tick_record(5, 0, 2, T + 2, 2),  # partition 1 still at T+1
+        tick_record(6, 1, 3, T + 2, 2),
+    ]
+    assert released(Reorder(), records) == ["b0.0", "b1.0", f"tick {T + 1}", "b1.2", f"tick {T + 2}"]
+
+
+def test_an_old_tick_moves_nothing_and_a_restore_loses_nothing_queued() -> None:
+    T = 1_800_000_000.0
+    reorder = Reorder()
+    assert released(reorder, [tick_record(0, 0, 0, T + 1, 1), batch_record(1, 0, 1)]) == [f"tick {T + 1}"]
+    restored = Reorder.restore(reorder.snapshot())
+    assert released(restored, [tick_record(2, 0, 2, T + 1, 1)]) == []  # delivered again: time does not move
+    assert released(restored, [tick_record(3, 0, 3, T + 2, 2)]) == []  # a second partition now: time waits for it
+    assert released(restored, [tick_record(4, 1, 0, T + 3, 2)]) == ["b0.1", f"tick {T + 2}"]
+
+
+def test_a_record_that_is_not_stage_ones_is_rejected_with_its_source() -> None:
     with pytest.raises(RejectedEntry, match="tick 3-41: expected"):
-        to_entry(forwarded(3, 41, True, pack("noon")), TickMerge(), Limits())
+        Reorder().push(0, forwarded(3, 41, True, pack("noon")), Limits())
     with pytest.raises(RejectedEntry, match="timestamp_out_of_range"):
-        to_entry(forwarded(0, 1, True, tick_value(5.0, 1)), TickMerge(), Limits())
-    entry = to_entry(forwarded(2, 9, False, b"payload"), TickMerge(), Limits())
-    assert entry == (b"2-9", {PAYLOAD_FIELD: b"payload"})
+        Reorder().push(0, forwarded(0, 1, True, tick_value(5.0, 1)), Limits())
+    with pytest.raises(RejectedEntry, match="not a record forwarded by stage 1"):
+        Reorder().push(0, pack([1, 2]), Limits())
 
 
 # -- the fold against what the Redis runtime writes
@@ -109,6 +130,24 @@ def test_the_fold_writes_what_the_redis_runtime_writes(reference: dict[str, Any]
     fold_all(fold, ordered_records(LOG), batch)
     assert derived(client, names) == reference
     assert applied_state(client, names, "faust") == (len(LOG) - 1, COUNTERS)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_partitions_interleaved_by_chance_are_folded_in_the_one_order(seed: int) -> None:
+    """Three partitions forwarded in a random interleaving (each in its own order) give what the Redis
+    runtime gives for the canonical order; so any two interleavings give the same outputs."""
+    partition_of = {c: i % 3 for i, c in enumerate(COMPONENTS)}.__getitem__
+    held = per_partition(LOG, partition_of, 3)
+    rng, cursors, records = random.Random(seed), [0, 0, 0], []
+    while any(cursors[p] < len(held[p]) for p in range(3)):
+        p = rng.choice([p for p in range(3) if cursors[p] < len(held[p])])
+        key, value = held[p][cursors[p]]
+        records.append((len(records), forwarded(p, cursors[p], key is None, tick_value(value, 3) if key is None else value)))  # type: ignore[arg-type]
+        cursors[p] += 1
+    client, names = fakeredis.FakeRedis(), Names("x")
+    fold_all(new_fold(client, {}, names), records, 16)
+    expected = derived(redis_runtime(canonical(LOG, partition_of), Names("x")), Names("x"))
+    assert expected["stream alerts"] and derived(client, names) == expected
 
 
 @pytest.mark.parametrize("resume_from", [0, 100, 299])
@@ -198,7 +237,7 @@ def test_a_poison_record_is_dead_lettered_and_the_rest_folded() -> None:
     assert len(dead) == 1
     assert (dead[0][b"reason"], dead[0][b"detail"], dead[0][b"processor"]) == (b"processor_error", b"RuntimeError: cannot digest cache #30", b"monitor")
     poisoned = next(i for i, (key, _) in enumerate(LOG) if key == "cache" and sum(1 for k, _ in LOG[: i + 1] if k == "cache") == 31)
-    assert dead[0][b"entry_id"] == f"ordered-{poisoned}".encode()
+    assert dead[0][b"entry_id"] == f"0-{poisoned}".encode()  # the source: events partition 0, its offset
     offset, counters = applied_state(client, names, "faust")
     assert offset == len(LOG) - 1 and counters["dead_letters_total"] == 1
     assert counters["events_total"] == 20 * 5 * 70 - 20
