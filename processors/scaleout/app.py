@@ -76,6 +76,7 @@ def build_app(settings: EngineSettings) -> faust.App:
         datadir=str(settings.data_dir),
         topic_partitions=settings.partitions,
         consumer_group_instance_id=settings.instance_id,
+        table_standby_replicas=0,  # a standby promoted to active stalled its recovery (faust-streaming 0.15.3 on noida-db); the changelog is read afresh instead
         producer_max_request_size=MAX_RECORD_BYTES,
         consumer_max_fetch_size=4 * MAX_RECORD_BYTES,
     )

@@ -15,6 +15,8 @@ memory is not the table's (it lost the partition meanwhile) rebuilds from it.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from typing import Any, Callable, Mapping, MutableMapping, Sequence
 
@@ -144,7 +146,8 @@ class OrderedFold:
             raise
         self._redis_offset = commit.offset
         if self.metrics.due(METRICS_INTERVAL_S):
-            publish_report(self._client, self._names, self.processor.name, self.metrics.report(time.monotonic(), self.ledger.counters, lag=None, pending=None))
+            report = self.metrics.report(time.monotonic(), self.ledger.counters, lag=None, pending=None)
+            publish_report(self._client, self._names, self.processor.name, {**report, "engine": ENGINE, "host": socket.gethostname(), "pid": os.getpid()})  # which worker folds now
 
     def _stored_offset(self) -> int:
         stored = self._state.get(OFFSET_KEY)

@@ -1,0 +1,198 @@
+"""The Faust engine against a real Kafka-protocol broker (noida-db) and the real embedded server, with real
+`pipepulse worker` processes: the same outputs as the Redis runtime, and a SIGKILL that changes none of them.
+
+Both tests send ticks themselves (`--no-ticks`), so that the log, and with it every output, is fixed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import pytest
+import redis
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from schemas.codec import PAYLOAD_FIELD, TICK_FIELD, pack
+from schemas.names import Names
+
+from processors.embedded import EmbeddedServer, die_with_parent
+from processors.monitor import MonitorProcessor, MonitorSettings
+from processors.rules import load_rules
+from processors.runtime import RuntimeSettings, Worker, applied_state, committed_counters
+from processors.scaleout.ordering import KIND_HEADER, TICK_KIND, tick_value
+
+from tests.conftest import wait_until
+from tests.kafka_broker import KafkaBroker
+from tests.scaleout_log import Record, canonical, derived, seeded_log
+
+SECONDS = 50
+LOG = seeded_log(seed=11, seconds=SECONDS)
+EVENTS = sum(20 for key, _ in LOG if key is not None)
+
+
+@dataclass
+class Engine:
+    broker: KafkaBroker
+    server: EmbeddedServer
+    prefix: str
+    partitions: int
+    logs: Path
+
+    @property
+    def names(self) -> Names:
+        return Names(self.prefix)
+
+    def worker(self, worker_id: str) -> subprocess.Popen[bytes]:
+        env = {
+            **os.environ,
+            "PIPEPULSE_KAFKA_URL": self.broker.url,
+            "PIPEPULSE_REDIS_URL": self.server.url,
+            "PIPEPULSE_PREFIX": self.prefix,
+            "PIPEPULSE_KAFKA_PARTITIONS": str(self.partitions),
+            "PIPEPULSE_STATE_DIR": str(self.logs / "state"),
+        }
+        out = open(self.logs / f"{worker_id}.log", "ab")
+        command = [sys.executable, "-m", "processors", "worker", "--id", worker_id, "--no-ticks", "--loglevel", "info"]
+        proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
+        out.close()
+        return proc
+
+    def wait_for_topic(self) -> None:
+        """The workers create the events topic with its partitions; sending before would auto-create it with one."""
+        wait_until(lambda: asyncio.run(_partitions(self.broker.bootstrap, self.names.topic("events"))) == self.partitions, timeout_s=60, what="the worker to create the events topic")
+
+    def send(self, log: Sequence[Record]) -> dict[str, int]:
+        """The records as emitters and the leader send them; each component's partition, as the producer chose it."""
+        return asyncio.run(_send(self.broker.bootstrap, self.names.topic("events"), log, self.partitions))
+
+    def counters(self) -> dict[str, int]:
+        with redis.Redis.from_url(self.server.url) as client:
+            return applied_state(client, self.names, "faust")[1]
+
+    def folding_pid(self) -> int | None:
+        with redis.Redis.from_url(self.server.url) as client:
+            raw = client.hget(self.names.runtime, "monitor")
+        return None if raw is None else int(json.loads(raw)["pid"])
+
+    def log_tail(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(self.logs.glob("*.log")))
+
+
+async def _partitions(bootstrap: str, topic: str) -> int:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        if topic not in await admin.list_topics():
+            return 0
+        described = await admin.describe_topics([topic])
+        return len(described[0]["partitions"])
+    finally:
+        await admin.close()
+
+
+async def _send(bootstrap: str, topic: str, log: Sequence[Record], partitions: int) -> dict[str, int]:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
+    await producer.start()
+    partition_of: dict[str, int] = {}
+    try:
+        for key, value in log:
+            if key is None:
+                for partition in range(partitions):
+                    await producer.send_and_wait(topic, tick_value(value, partitions), partition=partition, headers=[(KIND_HEADER, TICK_KIND)])  # type: ignore[arg-type]
+            else:
+                partition_of[key] = (await producer.send_and_wait(topic, value, key=key.encode())).partition  # type: ignore[arg-type]
+    finally:
+        await producer.stop()
+    return partition_of
+
+
+def redis_runtime(url: str, client: redis.Redis, names: Names, log: Sequence[Record]) -> dict[str, Any]:
+    """The same log through the Redis runtime: its events stream, its Worker, the same monitor."""
+    for key, value in log:
+        client.xadd(names.events, {TICK_FIELD: pack(value)} if key is None else {PAYLOAD_FIELD: value})  # type: ignore[dict-item]
+    stop = threading.Event()
+    worker = Worker(url=url, names=names, processor=MonitorProcessor(MonitorSettings(rules=load_rules(None))), settings=RuntimeSettings())
+    thread = threading.Thread(target=worker.run, args=(stop,))
+    thread.start()
+    try:
+        wait_until(lambda: committed_counters(client, names, "monitor").get("entries_total") == len(log), timeout_s=60, what="the Redis runtime to fold the log")
+    finally:
+        stop.set()
+        thread.join()
+    return derived(client, names)
+
+
+@pytest.fixture
+def engine(kafka_broker: KafkaBroker, real_server: EmbeddedServer, prefix: str, tmp_path: Path) -> Iterator[Callable[[int], Engine]]:
+    made: list[Engine] = []
+
+    def make(partitions: int) -> Engine:
+        made.append(Engine(kafka_broker, real_server, prefix, partitions, tmp_path))
+        return made[-1]
+
+    yield make
+
+
+def stop_all(procs: Sequence[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_the_faust_engine_writes_what_the_redis_runtime_writes(engine: Callable[[int], Engine], client: redis.Redis) -> None:
+    faust = engine(1)
+    worker = faust.worker("w1")
+    try:
+        faust.wait_for_topic()
+        faust.send(LOG)
+        wait_until(lambda: faust.counters().get("ticks_total") == SECONDS, timeout_s=120, what=f"the worker to fold the log\n{faust.log_tail()}")
+    finally:
+        stop_all([worker])
+    written = derived(client, faust.names)
+    expected = redis_runtime(faust.server.url, client, Names(faust.prefix + "-redis"), LOG)
+    assert expected["stream alerts"] and expected["stream stats"], "the log must fire alerts and close windows"
+    assert written == expected
+    assert faust.counters() == {**committed_counters(client, Names(faust.prefix + "-redis"), "monitor"), "entries_total": len(LOG)}
+
+
+def test_a_worker_killed_mid_run_changes_no_output(engine: Callable[[int], Engine], client: redis.Redis) -> None:
+    """Two workers, four partitions; the one folding is SIGKILLed mid-run and restarted under its name, as a
+    supervisor would. Every output equals the Redis runtime's over the same log in the one order."""
+    faust = engine(4)
+    workers = {name: faust.worker(name) for name in ("w1", "w2")}
+    try:
+        faust.wait_for_topic()
+        half = 6 * (SECONDS // 2)
+        partition_of = faust.send(LOG[:half])
+        pid = wait_until(lambda: faust.counters().get("ticks_total", 0) >= 5 and faust.folding_pid(), timeout_s=120, what=f"the folding to start\n{faust.log_tail()}")
+        victim = next(name for name, proc in workers.items() if proc.pid == pid)
+        workers[victim].send_signal(signal.SIGKILL)
+        workers[victim].wait()
+        killed_at = faust.counters()
+        workers[victim] = faust.worker(victim)
+        partition_of |= faust.send(LOG[half:])
+        wait_until(lambda: faust.counters().get("ticks_total") == SECONDS, timeout_s=120, what=f"the workers to fold the log after the kill\n{faust.log_tail()}")
+    finally:
+        stop_all(list(workers.values()))
+    assert killed_at["ticks_total"] < SECONDS, "the kill must land mid-run"
+    assert len(set(partition_of.values())) > 1, "the components must be spread over partitions"
+    counters = faust.counters()
+    assert (counters["events_total"], counters["missing_batches_total"], counters["dead_letters_total"]) == (EVENTS, 0, 0)
+    expected = redis_runtime(faust.server.url, client, Names(faust.prefix + "-redis"), canonical(LOG, partition_of.__getitem__))
+    assert derived(client, faust.names) == expected
