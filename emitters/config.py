@@ -19,6 +19,9 @@ class EmitterConfig:
     """What an Emitter can be told; `from_env` maps each field to `PIPEPULSE_<FIELD>`."""
 
     redis_url: str = DEFAULT_REDIS_URL
+    # Where batches go when not to redis_url: a kafka:// URL for the Faust engine, while control settings
+    # and alerts stay on redis_url. Empty: to redis_url (which may itself be a kafka:// URL).
+    events_url: str = ""
     prefix: str = DEFAULT_PREFIX
     # 100k rows is about 20 MB: two seconds of a 50k events/s burst, or a short Redis outage.
     buffer_max_events: int = 100_000

@@ -291,11 +291,12 @@ class Emitter:
 def _default_sink(settings: EmitterConfig, component: str) -> Sink:
     """Redis Streams, or Kafka for a `kafka://` URL (keyed by component, for the Faust engine's partitions)."""
     names = Names(settings.prefix)
-    if settings.redis_url.startswith(f"{KAFKA_SCHEME}://"):
+    url = settings.events_url or settings.redis_url
+    if url.startswith(f"{KAFKA_SCHEME}://"):
         from emitters.kafka_sink import KafkaSink  # here: aiokafka is needed only then
 
-        return KafkaSink(url=settings.redis_url, topic=names.topic("events"), key=component, socket_timeout_s=settings.socket_timeout_s)
-    return RedisSink(stream=names.events, maxlen=EVENTS_MAXLEN, redis_url=settings.redis_url, socket_timeout_s=settings.socket_timeout_s)
+        return KafkaSink(url=url, topic=names.topic("events"), key=component, socket_timeout_s=settings.socket_timeout_s)
+    return RedisSink(stream=names.events, maxlen=EVENTS_MAXLEN, redis_url=url, socket_timeout_s=settings.socket_timeout_s)
 
 
 def _names_of(depends_on: Sequence[str]) -> tuple[str, ...]:

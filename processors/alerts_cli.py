@@ -26,6 +26,8 @@ from schemas.names import EVENTS_MAXLEN, Names
 
 from processors import matchers as label_matchers
 from processors.config import Config
+from processors.errors import ProcessorError
+from processors.scaleout.records import send_record
 from processors.connect import server_url
 from processors.contract import to_json
 
@@ -177,12 +179,19 @@ def who(by: str | None) -> str:
 
 def _send(url: str, config: Config, command: AlertCommand) -> None:
     with reading(url) as client:
-        send_command(client, config.names, command)
+        try:
+            send_command(client, config.names, command, config.kafka_url)
+        except ProcessorError as exc:
+            raise click.ClickException(str(exc)) from exc
 
 
-def send_command(client: redis.Redis, names: Names, command: AlertCommand) -> None:
-    """One batch from a one-off producer (seq 0), appended to the event log like any emitter's."""
+def send_command(client: redis.Redis, names: Names, command: AlertCommand, kafka_url: str | None = None) -> None:
+    """One batch from a one-off producer (seq 0), appended to the event log like any emitter's: the Redis
+    stream, or with `kafka_url` the Faust engine's events topic (where the monitor reads then)."""
     batch = Batch(producer_id=f"cli-{uuid.uuid4().hex}", seq=0, sent_at_s=command.timestamp_s, component=CLI_COMPONENT, pid=os.getpid(), host=socket.gethostname(), dropped_total=0, invalid_total=0, events=(command,))
+    if kafka_url is not None:
+        send_record(kafka_url, names.topic("events"), CLI_COMPONENT, encode_batch(batch))
+        return
     client.xadd(names.events, {PAYLOAD_FIELD: encode_batch(batch)}, maxlen=EVENTS_MAXLEN, approximate=True)
 
 

@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -39,6 +40,7 @@ from processors.worker_cli import worker
 
 
 FORWARDER_GROUP = "alert-forward"
+ENGINES = ("redis", "faust")
 
 
 @click.group()
@@ -104,13 +106,19 @@ def tail_command(config: Config, short: str, from_start: bool, count: int | None
 @click.option("--optimizer/--no-optimizer", "with_optimizer", default=True, show_default=True, help="Also run the optimizer (pipepulse optimizer) as its own process.")
 @click.option("--optimizer-mode", type=click.Choice(MODES), default=None, help="Switch the optimizer to this mode at start (default PIPEPULSE_OPTIMIZER_MODE).")
 @click.option("--web/--no-web", "with_web", default=True, show_default=True, help="Also serve the API and /metrics (pipepulse web) on 127.0.0.1.")
+@click.option("--engine", type=click.Choice(ENGINES), default="redis", show_default=True, help="faust: the monitor runs in Faust workers on PIPEPULSE_KAFKA_URL (the kafka extra); snapshots still go to Redis.")
+@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True, help="With --engine faust: how many `pipepulse worker` processes to start.")
 @click.pass_obj
-def run(config: Config, demo: bool, rules_file: Path | None, alert_webhook: str | None, log_alerts: bool, with_optimizer: bool, optimizer_mode: str | None, with_web: bool) -> None:
+def run(
+    config: Config, demo: bool, rules_file: Path | None, alert_webhook: str | None, log_alerts: bool, with_optimizer: bool, optimizer_mode: str | None, with_web: bool, engine: str, workers: int
+) -> None:
     """Run every processor, the ticker and the optimizer until Ctrl-C or SIGTERM; a second `run` waits as a hot standby."""
     config = dataclasses.replace(
         config, rules_file=rules_file or config.rules_file, alert_webhook_url=alert_webhook or config.alert_webhook_url, optimizer_mode=optimizer_mode or config.optimizer_mode
     )
-    serve_all(config, log_alerts=log_alerts, with_optimizer=with_optimizer, with_web=with_web, pipeline=["--churn-per-s", "20"] if demo else None)
+    if engine == "faust" and config.kafka_url is None:
+        raise click.UsageError("--engine faust needs PIPEPULSE_KAFKA_URL=kafka://host:port")
+    serve_all(config, log_alerts=log_alerts, with_optimizer=with_optimizer, with_web=with_web, pipeline=["--churn-per-s", "20"] if demo else None, faust_workers=workers if engine == "faust" else 0)
 
 
 @cli.command()
@@ -160,7 +168,7 @@ def fault(config: Config, kind: str, for_: str) -> None:
 def web_command(config: Config, host: str | None, port: int | None, allow_host: tuple[str, ...]) -> None:
     """Serve the JSON API, /metrics and live updates until Ctrl-C or SIGTERM (changes need the token)."""
     token, token_path = web.token_for(config.state_dir, config.web_token)
-    settings = web.WebSettings(host=host or config.web_host, port=port or config.web_port, token=token, extra_hosts=allow_host)
+    settings = web.WebSettings(host=host or config.web_host, port=port or config.web_port, token=token, extra_hosts=allow_host, kafka_url=config.kafka_url)
     with server_url(config) as url:
         client = redis.Redis.from_url(url, socket_timeout=5)
         click.echo(f"pipepulse web on http://127.0.0.1:{settings.port}/ (API under /api, Prometheus at /metrics)")
@@ -173,8 +181,9 @@ def web_command(config: Config, host: str | None, port: int | None, allow_host: 
             client.close()
 
 
-def serve_all(config: Config, *, log_alerts: bool, with_optimizer: bool, with_web: bool, pipeline: list[str] | None) -> None:
-    """The processors and ticker in threads; the alert forwarder, the optimizer and the demo pipeline as processes."""
+def serve_all(config: Config, *, log_alerts: bool, with_optimizer: bool, with_web: bool, pipeline: list[str] | None, faust_workers: int = 0) -> None:
+    """The processors and ticker in threads (or `faust_workers` Faust workers as processes, and no threads);
+    the alert forwarder, the optimizer and the demo pipeline as processes."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     processors = all_processors(config)  # rules are checked before anything starts
     tune_gc()
@@ -183,6 +192,9 @@ def serve_all(config: Config, *, log_alerts: bool, with_optimizer: bool, with_we
         names = config.names
         settings = config.runtime_settings
         runners: list[Ticker | Worker] = [Ticker(url=url, names=names, settings=settings), *(Worker(url=url, names=names, processor=p, settings=settings) for p in processors)]
+        if faust_workers:
+            runners = []  # the workers fold the events topic and tick; Redis holds their snapshots
+            click.echo(f"engine: faust, {faust_workers} workers on {config.kafka_url} (topic {names.topic('events')}, {config.kafka_partitions} partitions)")
         forward = bool(config.alert_webhook_url or log_alerts)
         # The consumers' groups exist before any alert or advice is written, so they miss none however slowly they start.
         if forward:
@@ -197,14 +209,16 @@ def serve_all(config: Config, *, log_alerts: bool, with_optimizer: bool, with_we
         click.echo("see the numbers with: pipepulse status   (alerts: pipepulse alerts list; optimizer: pipepulse optimizer status)")
 
         def children() -> list[Child]:
-            started = [(_start_alert_forwarder(url, config, log_alerts), True)] if forward else []
+            started = [(_start_faust_worker(url, config, i), True) for i in range(faust_workers)]
+            if forward:
+                started.append((_start_alert_forwarder(url, config, log_alerts), True))
             if with_optimizer:
                 started.append((_start_optimizer(url, config), True))
             if with_web:
                 # The web server is a window, not a part: if its port is taken, the rest runs on without it.
                 started.append((subprocess.Popen([sys.executable, "-m", "processors", "web"], env=_child_env(url, config)), False))
             if pipeline is not None:
-                started.append((_start_pipeline(url, config, pipeline), True))
+                started.append((_start_pipeline(url, config, pipeline, events_url=config.kafka_url if faust_workers else None), True))
             return started
 
         serve(stop, runners, children)
@@ -222,9 +236,16 @@ def _child_env(url: str, config: Config) -> dict[str, str]:
     return {**os.environ, "PIPEPULSE_REDIS_URL": url, "PIPEPULSE_PREFIX": config.prefix}
 
 
-def _start_pipeline(url: str, config: Config, arguments: list[str]) -> subprocess.Popen[bytes]:
+def _start_pipeline(url: str, config: Config, arguments: list[str], events_url: str | None = None) -> subprocess.Popen[bytes]:
+    """With `events_url` (the Faust engine's broker) its events go there; control settings stay on Redis."""
     click.echo("demo pipeline: detecting function calls in " + (arguments[arguments.index("--source") + 1] if "--source" in arguments else "the standard library"))
-    return subprocess.Popen([sys.executable, "-m", "emitters.demo", *arguments], env=_child_env(url, config))
+    env = _child_env(url, config) | ({"PIPEPULSE_EVENTS_URL": events_url} if events_url else {})
+    return subprocess.Popen([sys.executable, "-m", "emitters.demo", *arguments], env=env)
+
+
+def _start_faust_worker(url: str, config: Config, index: int) -> subprocess.Popen[bytes]:
+    """A stable name per slot (static membership): restarted, a worker takes its partitions back at once."""
+    return subprocess.Popen([sys.executable, "-m", "processors", "worker", "--id", f"{socket.gethostname()}-{index}"], env=_child_env(url, config))
 
 
 def _start_optimizer(url: str, config: Config) -> subprocess.Popen[bytes]:

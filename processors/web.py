@@ -57,6 +57,7 @@ class WebSettings:
     port: int = 8765
     token: str  # needed for every change
     extra_hosts: tuple[str, ...] = ()  # further Host header values to accept (a name behind a proxy)
+    kafka_url: str | None = None  # the Faust engine's broker: acks and silences go to its events topic
 
     @property
     def hosts(self) -> frozenset[str]:
@@ -109,7 +110,7 @@ def make_app(client: redis.Redis, names: Names, settings: WebSettings, text_clie
             raise web.HTTPNotFound(text="no such active alert")
         action: Literal["ack", "unack"] = "unack" if request.path.endswith("/unack") else "ack"
         command = AlertCommand(timestamp_s=time.time(), component=CLI_COMPONENT, action=action, target=fingerprint, by=_text(body, "by", "dashboard"), reason=_text(body, "reason", ""), expires_in_s=_seconds(body, "for_s", 3600.0))
-        await asyncio.to_thread(send_command, client, names, command)
+        await asyncio.to_thread(send_command, client, names, command, settings.kafka_url)
         return _json({"sent": action, "fingerprint": fingerprint}, status=202)
 
     async def silence(request: web.Request) -> web.Response:
@@ -119,7 +120,7 @@ def make_app(client: redis.Redis, names: Names, settings: WebSettings, text_clie
             raise web.HTTPBadRequest(text='matchers must be an object of label to "=v", "!=v", "=~re" or "!~re"')
         silence_id = uuid.uuid4().hex[:12]
         command = AlertCommand(timestamp_s=time.time(), component=CLI_COMPONENT, action="silence", target=silence_id, by=_text(body, "by", "dashboard"), reason=_text(body, "reason", ""), expires_in_s=_seconds(body, "for_s", 7200.0), matchers=given)
-        await asyncio.to_thread(send_command, client, names, command)
+        await asyncio.to_thread(send_command, client, names, command, settings.kafka_url)
         return _json({"sent": "silence", "silence_id": silence_id}, status=202)
 
     async def optimizer_mode(request: web.Request) -> web.Response:

@@ -22,6 +22,8 @@ import redis
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
+from emitters import PerformanceIntegrationService
+from emitters.config import EmitterConfig
 from schemas.codec import PAYLOAD_FIELD, TICK_FIELD, pack
 from schemas.names import Names
 
@@ -33,6 +35,8 @@ from processors.scaleout.ordering import KIND_HEADER, TICK_KIND, tick_value
 
 from tests.conftest import wait_until
 from tests.kafka_broker import KafkaBroker
+from tests.processors.test_cli import PIPEPULSE, env_for
+from tests.test_integration_service import check_against_workload, workload
 from tests.scaleout_log import Record, canonical, derived, seeded_log
 
 SECONDS = 50
@@ -196,3 +200,33 @@ def test_a_worker_killed_mid_run_changes_no_output(engine: Callable[[int], Engin
     assert (counters["events_total"], counters["missing_batches_total"], counters["dead_letters_total"]) == (EVENTS, 0, 0)
     expected = redis_runtime(faust.server.url, client, Names(faust.prefix + "-redis"), canonical(LOG, partition_of.__getitem__))
     assert derived(client, faust.names) == expected
+
+
+def test_run_with_the_faust_engine_serves_an_instrumented_program_that_changed_only_its_url(kafka_broker: KafkaBroker, real_server: EmbeddedServer, prefix: str, tmp_path: Path) -> None:
+    """`pipepulse run --engine faust`: two workers, the leader's ticks, snapshots in Redis; the facade's events
+    go to Kafka (its one new setting) and it reads back exactly what it emitted; an ack from the CLI reaches the
+    monitor through the events topic."""
+    env = env_for(
+        tmp_path, PIPEPULSE_REDIS_URL=real_server.url, PIPEPULSE_PREFIX=prefix, PIPEPULSE_WINDOW_S="2", PIPEPULSE_STALE_AFTER_S="4",
+        PIPEPULSE_KAFKA_URL=kafka_broker.url, PIPEPULSE_KAFKA_PARTITIONS="4",
+    )
+    out = open(tmp_path / "run.log", "wb")
+    run = subprocess.Popen([*PIPEPULSE, "run", "--engine", "faust", "--workers", "2", "--no-optimizer", "--no-web", "--no-log-alerts"], env=env, stdout=out, stderr=subprocess.STDOUT)
+    out.close()
+    service = PerformanceIntegrationService(redis_url=real_server.url, prefix=prefix, config=EmitterConfig(events_url=kafka_broker.url), refresh_interval_s=0.2)
+    try:
+        Engine(kafka_broker, real_server, prefix, 4, tmp_path).wait_for_topic()
+        service.initialize()
+        service.start()
+        service.register_component("breadcrumb_cache", depends_on=["tree_sitter_manager"])
+        workload(service)
+        check_against_workload(service)
+        alert = wait_until(lambda: service.refresh() and service.get_dashboard_data()["current_metrics"]["active_alerts"] and redis.Redis.from_url(real_server.url).hkeys(Names(prefix).latest("alerts")), timeout_s=30, what="the error-rate alert")
+        fingerprint = alert[0].decode()
+        ack = subprocess.run([*PIPEPULSE, "alerts", "ack", fingerprint, "--reason", "on it"], env=env, capture_output=True, text=True, timeout=60)
+        assert ack.returncode == 0 and "applied" in ack.stdout, ack.stdout + ack.stderr
+    finally:
+        service.stop()
+        run.send_signal(signal.SIGTERM)
+        run.wait(60)
+    assert run.returncode == 0, (tmp_path / "run.log").read_text()[-3000:]
