@@ -224,7 +224,9 @@ def test_run_with_the_faust_engine_serves_an_instrumented_program_that_changed_o
         alert = wait_until(lambda: service.refresh() and service.get_dashboard_data()["current_metrics"]["active_alerts"] and redis.Redis.from_url(real_server.url).hkeys(Names(prefix).latest("alerts")), timeout_s=30, what="the error-rate alert")
         fingerprint = alert[0].decode()
         ack = subprocess.run([*PIPEPULSE, "alerts", "ack", fingerprint, "--reason", "on it"], env=env, capture_output=True, text=True, timeout=60)
-        assert ack.returncode == 0 and "applied" in ack.stdout, ack.stdout + ack.stderr
+        assert ack.returncode == 0 and f"ack {fingerprint}: applied" in ack.stdout, ack.stdout + ack.stderr
+        acked = json.loads(redis.Redis.from_url(real_server.url).hget(Names(prefix).latest("alerts"), fingerprint) or "null")
+        assert acked is not None and acked["acked_by"], acked
     finally:
         service.stop()
         run.send_signal(signal.SIGTERM)
