@@ -21,7 +21,7 @@ from schemas.names import DERIVED_STREAMS, Names
 
 from processors import alerts_cli, api, web
 from processors.alerts_cli import duration_s, reading
-from processors.config import Config
+from processors.config import ENGINES, Config
 from processors.connect import embedded, server_url
 from processors.contract import Processor, to_json
 from processors.errors import ProcessorError
@@ -40,7 +40,6 @@ from processors.worker_cli import worker
 
 
 FORWARDER_GROUP = "alert-forward"
-ENGINES = ("redis", "faust")
 
 
 @click.group()
@@ -106,19 +105,20 @@ def tail_command(config: Config, short: str, from_start: bool, count: int | None
 @click.option("--optimizer/--no-optimizer", "with_optimizer", default=True, show_default=True, help="Also run the optimizer (pipepulse optimizer) as its own process.")
 @click.option("--optimizer-mode", type=click.Choice(MODES), default=None, help="Switch the optimizer to this mode at start (default PIPEPULSE_OPTIMIZER_MODE).")
 @click.option("--web/--no-web", "with_web", default=True, show_default=True, help="Also serve the API and /metrics (pipepulse web) on 127.0.0.1.")
-@click.option("--engine", type=click.Choice(ENGINES), default="redis", show_default=True, help="faust: the monitor runs in Faust workers on PIPEPULSE_KAFKA_URL (the kafka extra); snapshots still go to Redis.")
-@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True, help="With --engine faust: how many `pipepulse worker` processes to start.")
+@click.option("--engine", type=click.Choice(ENGINES), default=None, help="faust: the monitor runs in Faust workers on PIPEPULSE_KAFKA_URL (the kafka extra); snapshots still go to Redis. Default PIPEPULSE_ENGINE or redis.")
+@click.option("--workers", type=click.IntRange(0, 64), default=2, show_default=True, help="With --engine faust: `pipepulse worker` processes to start here (0: they run elsewhere).")
 @click.pass_obj
 def run(
-    config: Config, demo: bool, rules_file: Path | None, alert_webhook: str | None, log_alerts: bool, with_optimizer: bool, optimizer_mode: str | None, with_web: bool, engine: str, workers: int
+    config: Config, demo: bool, rules_file: Path | None, alert_webhook: str | None, log_alerts: bool, with_optimizer: bool, optimizer_mode: str | None, with_web: bool, engine: str | None, workers: int
 ) -> None:
     """Run every processor, the ticker and the optimizer until Ctrl-C or SIGTERM; a second `run` waits as a hot standby."""
     config = dataclasses.replace(
         config, rules_file=rules_file or config.rules_file, alert_webhook_url=alert_webhook or config.alert_webhook_url, optimizer_mode=optimizer_mode or config.optimizer_mode
     )
-    if engine == "faust" and config.kafka_url is None:
+    config = dataclasses.replace(config, engine=engine or config.engine)
+    if config.engine == "faust" and config.kafka_url is None:
         raise click.UsageError("--engine faust needs PIPEPULSE_KAFKA_URL=kafka://host:port")
-    serve_all(config, log_alerts=log_alerts, with_optimizer=with_optimizer, with_web=with_web, pipeline=["--churn-per-s", "20"] if demo else None, faust_workers=workers if engine == "faust" else 0)
+    serve_all(config, log_alerts=log_alerts, with_optimizer=with_optimizer, with_web=with_web, pipeline=["--churn-per-s", "20"] if demo else None, faust_workers=workers)
 
 
 @cli.command()
@@ -182,8 +182,10 @@ def web_command(config: Config, host: str | None, port: int | None, allow_host: 
 
 
 def serve_all(config: Config, *, log_alerts: bool, with_optimizer: bool, with_web: bool, pipeline: list[str] | None, faust_workers: int = 0) -> None:
-    """The processors and ticker in threads (or `faust_workers` Faust workers as processes, and no threads);
-    the alert forwarder, the optimizer and the demo pipeline as processes."""
+    """The processors and ticker in threads (under the faust engine: `faust_workers` Faust workers as processes,
+    and no threads); the alert forwarder, the optimizer and the demo pipeline as processes."""
+    faust = config.engine == "faust"
+    faust_workers = faust_workers if faust else 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     processors = all_processors(config)  # rules are checked before anything starts
     tune_gc()
@@ -192,9 +194,9 @@ def serve_all(config: Config, *, log_alerts: bool, with_optimizer: bool, with_we
         names = config.names
         settings = config.runtime_settings
         runners: list[Ticker | Worker] = [Ticker(url=url, names=names, settings=settings), *(Worker(url=url, names=names, processor=p, settings=settings) for p in processors)]
-        if faust_workers:
+        if faust:
             runners = []  # the workers fold the events topic and tick; Redis holds their snapshots
-            click.echo(f"engine: faust, {faust_workers} workers on {config.kafka_url} (topic {names.topic('events')}, {config.kafka_partitions} partitions)")
+            click.echo(f"engine: faust, {faust_workers or 'no'} workers here on {config.kafka_url} (topic {names.topic('events')}, {config.kafka_partitions} partitions)")
         forward = bool(config.alert_webhook_url or log_alerts)
         # The consumers' groups exist before any alert or advice is written, so they miss none however slowly they start.
         if forward:
@@ -218,7 +220,7 @@ def serve_all(config: Config, *, log_alerts: bool, with_optimizer: bool, with_we
                 # The web server is a window, not a part: if its port is taken, the rest runs on without it.
                 started.append((subprocess.Popen([sys.executable, "-m", "processors", "web"], env=_child_env(url, config)), False))
             if pipeline is not None:
-                started.append((_start_pipeline(url, config, pipeline, events_url=config.kafka_url if faust_workers else None), True))
+                started.append((_start_pipeline(url, config, pipeline, events_url=config.kafka_url if faust else None), True))
             return started
 
         serve(stop, runners, children)

@@ -19,6 +19,7 @@ from processors.runtime import RuntimeSettings
 from processors.stats import StatsSettings
 
 DEFAULT_SERVER_PORT = 6390
+ENGINES = ("redis", "faust")  # where the monitor runs: in `pipepulse run`, or in Faust workers on Kafka
 T = TypeVar("T", int, float)
 
 
@@ -42,6 +43,7 @@ class Config:
     web_port: int = 8765
     web_host: str = "127.0.0.1"  # 0.0.0.0 only inside a container whose port is published to the host's loopback
     web_token: str | None = None  # None: one kept in the state directory, made on first use
+    engine: str = "redis"  # or "faust": pipepulse run leaves the monitor to Faust workers
     kafka_url: str | None = None  # kafka://host:port[,host:port]: the Faust engine's broker (pipepulse worker, run --engine faust)
     kafka_partitions: int = 8  # of the events topic, when the workers create it: the most workers that share the intake
 
@@ -97,9 +99,17 @@ class Config:
             web_port=_number(env, "PIPEPULSE_WEB_PORT", int, 8765, minimum=1),
             web_host=env.get("PIPEPULSE_WEB_HOST") or "127.0.0.1",
             web_token=env.get("PIPEPULSE_WEB_TOKEN") or None,
+            engine=_choice(env, "PIPEPULSE_ENGINE", ENGINES, "redis"),
             kafka_url=env.get("PIPEPULSE_KAFKA_URL") or None,
             kafka_partitions=_number(env, "PIPEPULSE_KAFKA_PARTITIONS", int, 8, minimum=1),
         )
+
+
+def _choice(env: Mapping[str, str], variable: str, choices: tuple[str, ...], default: str) -> str:
+    value = env.get(variable) or default
+    if value not in choices:
+        raise ConfigError(f"{variable}={value!r} must be one of {', '.join(choices)}")
+    return value
 
 
 def _mode(text: str | None) -> str | None:

@@ -15,7 +15,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import pytest
 import redis
@@ -137,14 +137,8 @@ def redis_runtime(url: str, client: redis.Redis, names: Names, log: Sequence[Rec
 
 
 @pytest.fixture
-def engine(kafka_broker: KafkaBroker, real_server: EmbeddedServer, prefix: str, tmp_path: Path) -> Iterator[Callable[[int], Engine]]:
-    made: list[Engine] = []
-
-    def make(partitions: int) -> Engine:
-        made.append(Engine(kafka_broker, real_server, prefix, partitions, tmp_path))
-        return made[-1]
-
-    yield make
+def engine(kafka_broker: KafkaBroker, real_server: EmbeddedServer, prefix: str, tmp_path: Path) -> Callable[[int], Engine]:
+    return lambda partitions: Engine(kafka_broker, real_server, prefix, partitions, tmp_path)
 
 
 def stop_all(procs: Sequence[subprocess.Popen[bytes]]) -> None:

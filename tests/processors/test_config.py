@@ -32,7 +32,7 @@ def test_alerting_settings(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("PIPEPULSE_WINDOW_S", "7"), ("PIPEPULSE_WINDOW_S", "ten"), ("PIPEPULSE_GRACE_S", "-1"), ("PIPEPULSE_GRACE_S", "nan"), ("PIPEPULSE_TICK_INTERVAL_S", "0"), ("PIPEPULSE_LEASE_TTL_S", "x"), ("PIPEPULSE_STALE_AFTER_S", "0.5"), ("PIPEPULSE_OPTIMIZER_MODE", "off")],
+    [("PIPEPULSE_WINDOW_S", "7"), ("PIPEPULSE_WINDOW_S", "ten"), ("PIPEPULSE_GRACE_S", "-1"), ("PIPEPULSE_GRACE_S", "nan"), ("PIPEPULSE_TICK_INTERVAL_S", "0"), ("PIPEPULSE_LEASE_TTL_S", "x"), ("PIPEPULSE_STALE_AFTER_S", "0.5"), ("PIPEPULSE_OPTIMIZER_MODE", "off"), ("PIPEPULSE_ENGINE", "kafka"), ("PIPEPULSE_KAFKA_PARTITIONS", "0")],
 )
 def test_a_bad_value_names_its_variable(variable: str, value: str) -> None:
     with pytest.raises(ConfigError, match=variable):
