@@ -103,3 +103,17 @@ def test_a_kafka_url_must_name_its_servers() -> None:
             bootstrap_servers(bad)
     with pytest.raises(ConfigError):
         Emitter("parser", redis_url="kafka:///nowhere")
+
+
+def test_events_url_sends_batches_to_kafka_while_redis_url_stays(kafka_broker: KafkaBroker, prefix: str) -> None:
+    """For a program that also reads control settings from Redis: only its batches move to Kafka."""
+    topic = Names(prefix).topic("events")
+    asyncio.run(_create_topic(kafka_broker.bootstrap, topic))
+    emitter = Emitter("parser", config=EmitterConfig(redis_url="redis://127.0.0.1:9/0", events_url=kafka_broker.url, prefix=prefix))
+    emitter.record("parse", 1.5)
+    emitter.close()
+    assert emitter.stats().delivered_total >= 1 and emitter.stats().dropped_total == 0
+    records = asyncio.run(_records(kafka_broker.bootstrap, topic, 1))
+    assert {key for _, key, _ in records} == {b"parser"} and any(isinstance(e, OperationEvent) for _, _, b in records for e in b.events)
+    with pytest.raises(ConfigError):
+        Emitter("parser", config=EmitterConfig(events_url="kafka:///nowhere"))
