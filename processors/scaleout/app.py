@@ -27,14 +27,15 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
 import faust
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 import redis
 
 from schemas.names import Names
 
 from processors.contract import Processor
-from processors.errors import ConfigError
+from processors.errors import ProcessorError
 from processors.scaleout.fold import OrderedFold
+from processors.scaleout.records import bootstrap
 from processors.scaleout.ordering import KIND_HEADER, TICK_KIND, forwarded, tick_value
 
 log = logging.getLogger("pipepulse.faust")
@@ -57,12 +58,17 @@ class EngineSettings:
     socket_timeout_s: float = 5.0
 
 
+class OnePartitionTable(faust.Table[str, bytes]):
+    """A table of one partition: its changelog partition is 0, so writes need neither the current event
+    (the fold takes events in batches, where Faust sets none) nor the producer's partitioner."""
+
+    def partition_for_key(self, key: Any) -> int:
+        return 0
+
+
 def broker_urls(kafka_url: str) -> list[str]:
     """Faust's form of `kafka://host:port[,host:port]`."""
-    scheme, _, hosts = kafka_url.partition("://")
-    if scheme != "kafka" or not hosts or "/" in hosts.rstrip("/"):
-        raise ConfigError(f"expected kafka://host:port[,host:port], got {kafka_url!r}")
-    return [f"kafka://{host}" for host in hosts.rstrip("/").split(",")]
+    return [f"kafka://{host}" for host in bootstrap(kafka_url).split(",")]
 
 
 def build_app(settings: EngineSettings) -> faust.App:
@@ -76,13 +82,14 @@ def build_app(settings: EngineSettings) -> faust.App:
         datadir=str(settings.data_dir),
         topic_partitions=settings.partitions,
         consumer_group_instance_id=settings.instance_id,
+        Table=OnePartitionTable,
         table_standby_replicas=0,  # a standby promoted to active stalled its recovery (faust-streaming 0.15.3 on noida-db); the changelog is read afresh instead
         producer_max_request_size=MAX_RECORD_BYTES,
         consumer_max_fetch_size=4 * MAX_RECORD_BYTES,
     )
     events = app.topic(names.topic("events"), key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", partitions=settings.partitions, internal=True)
     ordered = app.topic(names.topic("ordered"), value_type=bytes, value_serializer="raw", partitions=1, internal=True)
-    state = app.Table("state", key_type=str, value_type=bytes, partitions=1, use_partitioner=True)
+    state = app.Table("state", key_type=str, value_type=bytes, partitions=1)
 
     @app.agent(events, sink=[ordered])
     async def forward(stream: faust.StreamT[bytes]) -> AsyncIterator[bytes]:
@@ -100,16 +107,15 @@ def build_app(settings: EngineSettings) -> faust.App:
             if not fold:
                 fold.append(OrderedFold(processor_factory=settings.processor_factory, state=state, client=client, names=names))
             records = [(event.message.offset, event.value) for event in batch]
-            failures = 0
-            while True:  # Redis down: the records wait (and the topic holds the rest) until it is back
-                try:
-                    fold[0].fold(records)
-                    break
-                except redis.RedisError as exc:
-                    failures += 1
-                    if failures == 1:
-                        log.warning("writing snapshots to Redis failed: %s; retrying with back-off", exc)
-                    await asyncio.sleep(min(5.0, 0.05 * 2**failures))
+            log.debug("folding ordered records %d..%d", records[0][0], records[-1][0])
+            await _fold_retrying(fold[0], records)
+            while fold[0].wanted is not None:
+                # Faust resumed past what the table holds (its commit can run ahead of a changelog still in its
+                # buffer): the records in between are read from the topic itself, then those refused.
+                wanted = fold[0].wanted
+                gap = await _read_range(settings.kafka_url, ordered.get_topic_name(), wanted, records[-1][0])
+                log.warning("read ordered records %d..%d back from the topic: Faust resumed past them", wanted, records[-1][0])
+                await _fold_retrying(fold[0], gap)
             yield None
 
     if settings.tick_interval_s is not None:
@@ -121,7 +127,7 @@ def build_app(settings: EngineSettings) -> faust.App:
         async def tick() -> None:
             """The runtime's clock, not the processors': stream time comes from these ticks and the events."""
             if not ticks:
-                producer = AIOKafkaProducer(bootstrap_servers=",".join(u.removeprefix("kafka://") for u in broker_urls(settings.kafka_url)), linger_ms=0)
+                producer = AIOKafkaProducer(bootstrap_servers=bootstrap(settings.kafka_url), linger_ms=0)
                 await producer.start()
                 ticks.append(producer)
             partitions = app.consumer.topic_partitions(events.get_topic_name()) or settings.partitions
@@ -135,6 +141,40 @@ def build_app(settings: EngineSettings) -> faust.App:
                 await producer.stop()
 
     return app
+
+
+async def _fold_retrying(fold: OrderedFold, records: list[tuple[int, bytes]]) -> None:
+    """Redis down: the records wait (and the topic holds the rest) until it is back."""
+    failures = 0
+    while True:
+        try:
+            fold.fold(records)
+            return
+        except redis.RedisError as exc:
+            failures += 1
+            if failures == 1:
+                log.warning("writing snapshots to Redis failed: %s; retrying with back-off", exc)
+            await asyncio.sleep(min(5.0, 0.05 * 2**failures))
+
+
+async def _read_range(kafka_url: str, topic: str, first: int, last: int) -> list[tuple[int, bytes]]:
+    """Records `first..last` of a one-partition topic, read directly (no group, nothing committed)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap(kafka_url), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partition = TopicPartition(topic, 0)
+        consumer.assign([partition])
+        consumer.seek(partition, first)
+        records: list[tuple[int, bytes]] = []
+        while not records or records[-1][0] < last:
+            for message in (await consumer.getmany(partition, timeout_ms=1000)).get(partition, []):
+                if not records and message.offset != first:
+                    raise ProcessorError(f"ordered records from {first} to {message.offset - 1} are gone from {topic} (its retention): the state cannot be rebuilt past them")
+                if message.offset <= last:
+                    records.append((message.offset, message.value))
+        return records
+    finally:
+        await consumer.stop()
 
 
 def _headers(headers: Any) -> list[tuple[str, bytes]]:

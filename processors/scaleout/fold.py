@@ -4,12 +4,15 @@
 topic, puts them in their one order and turns them into the entries the Redis
 runtime reads (`ordering`),
 deduplicates batches by (producer_id, seq) through the ledger, applies them to
-the same `MonitorProcessor`, puts the changed state parts into `state` (a
-Faust table: its changelog is what a replacement worker recovers from), and
-writes the outputs to Redis through `commit_once`, whose applied offset makes
-the write idempotent. The state also records the last ordered offset it holds,
-so a record delivered again after a failover is skipped, and a worker whose
-memory is not the table's (it lost the partition meanwhile) rebuilds from it.
+the same `MonitorProcessor`, appends the changed state parts to `state` (a
+Faust table, through `StateLog`: its changelog is what a replacement worker
+recovers from), and writes the outputs to Redis through `commit_once`, whose
+applied offset makes the write idempotent. The state also records the last
+ordered offset it holds: it takes records only in offset order from there, so
+a record delivered again after a failover is skipped and one delivered past a
+gap is refused (`wanted` names the first missing, for the caller to read from
+the topic), and a worker whose memory is not the table's (it lost the
+partition meanwhile) rebuilds from it.
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ from typing import Any, Callable, Mapping, MutableMapping, Sequence
 import redis
 
 from schemas.checks import Limits
-from schemas.codec import pack, unpack
 from schemas.errors import RejectedEntry
 from schemas.names import Names
 
@@ -31,41 +33,38 @@ from processors.contract import Processor
 from processors.errors import ProcessorError
 from processors.intake import Entry, prepare
 from processors.ledger import Ledger
-from processors.runtime import LEDGER_PART, PROCESSOR_PART, EngineCommit, RuntimeMetrics, applied_state, checkpoint_changes, commit_once, parse_checkpoint, publish_report
+from processors.runtime import LEDGER_PART, PROCESSOR_PART, EngineCommit, RuntimeMetrics, Stateful, applied_state, checkpoint_changes, commit_once, parse_checkpoint, publish_report
 from processors.scaleout.ordering import Reorder
+from processors.scaleout.statelog import StateLog
 
 log = logging.getLogger("pipepulse.faust")
 
 ENGINE = "faust"
 REORDER_PART = "m"
-OFFSET_KEY = "offset"  # the table key of the last ordered offset the state holds (every other key is a checkpoint field, hex)
-# The table key of the last batch's whole change, written first: one changelog record, so a worker that
-# died while writing the parts one by one is completed from it, never left with half a batch.
-PENDING_KEY = "pending"
 Record = tuple[int, bytes]
 METRICS_INTERVAL_S = 1.0  # how often its figures go to `{prefix}:runtime`, as the Redis runtime does
 
 
 class OrderedFold:
-    def __init__(self, *, processor_factory: Callable[[], Processor], state: MutableMapping[str, bytes], client: redis.Redis, names: Names, limits: Limits = Limits()) -> None:
-        self._factory, self._state, self._client, self._names, self._limits = processor_factory, state, client, names, limits
+    def __init__(
+        self, *, processor_factory: Callable[[], Processor], state: MutableMapping[str, bytes] | StateLog, client: redis.Redis, names: Names, limits: Limits = Limits()
+    ) -> None:
+        self._factory, self._client, self._names, self._limits = processor_factory, client, names, limits
+        self._log = state if isinstance(state, StateLog) else StateLog(state)
         self.metrics = RuntimeMetrics()
         self._offset: int | None = None  # None: memory is not built from the table yet (or no longer matches it)
         self._redis_offset = -1
+        self.wanted: int | None = None  # the offset to seek to when records came past a gap
 
     def _build(self) -> None:
-        """Memory from the table (the last state written), and where Redis stands."""
+        """Memory from the table (the last whole fold written), and where Redis stands."""
         self._offset = None  # until this completes
-        pending = self._state.get(PENDING_KEY)
-        if pending is not None and unpack(pending)["offset"] > self._stored_offset():
-            self._write(unpack(pending))
-        raw = {bytes.fromhex(k): v for k, v in self._state.items() if k not in (OFFSET_KEY, PENDING_KEY)}
-        parts = parse_checkpoint(raw)
+        parts = parse_checkpoint(self._log.load())
         self.processor = self._factory()
         self.processor.restore(parts.get(PROCESSOR_PART, {}))
         self.ledger = Ledger.restore(parts.get(LEDGER_PART, {}))
         self.reorder = Reorder.restore(parts.get(REORDER_PART, {}))
-        self._offset = self._stored_offset()
+        self._offset = self._log.offset
         self._redis_offset = applied_state(self._client, self._names, ENGINE)[0]
 
     @property
@@ -75,11 +74,18 @@ class OrderedFold:
         return self._offset
 
     def fold(self, records: Sequence[Record]) -> None:
-        if self._stored_offset() != self._offset:
+        if self._log.offset != self._offset:
             if self._offset is not None:
                 log.info("the table moved on elsewhere (a rebalance): rebuilding from it")
             self._build()
         fresh = [r for r in records if r[0] > self.offset]  # delivered again after a failover: already in the state
+        # The ordered topic's offsets have no gaps: records past one (a consumer that skipped ahead over a
+        # rebalance) must wait until the ones before them are folded, or they would be lost.
+        contiguous = [r for i, r in enumerate(fresh) if r[0] == self.offset + 1 + i]
+        self.wanted = self.offset + 1 + len(contiguous) if len(contiguous) < len(fresh) else None
+        if self.wanted is not None:
+            log.warning("ordered records from %d came past a gap at %d: refused until the gap is read", fresh[len(contiguous)][0], self.wanted)
+        fresh = contiguous
         if not fresh:
             return
         # Outputs up to what Redis already holds are recomputed, to move the state, but not written again.
@@ -149,20 +155,9 @@ class OrderedFold:
             report = self.metrics.report(time.monotonic(), self.ledger.counters, lag=None, pending=None)
             publish_report(self._client, self._names, self.processor.name, {**report, "engine": ENGINE, "host": socket.gethostname(), "pid": os.getpid()})  # which worker folds now
 
-    def _stored_offset(self) -> int:
-        stored = self._state.get(OFFSET_KEY)
-        return -1 if stored is None else int(unpack(stored))
-
     def _store(self, offset: int) -> None:
-        written, deleted = checkpoint_changes({PROCESSOR_PART: self.processor, LEDGER_PART: self.ledger, REORDER_PART: self.reorder}, full=False)
-        change = {"offset": offset, "written": {k.hex(): v for k, v in written.items()}, "deleted": [k.hex() for k in deleted]}
-        self._state[PENDING_KEY] = pack(change)
-        self._write(change)
+        sources: dict[str, Stateful] = {PROCESSOR_PART: self.processor, LEDGER_PART: self.ledger, REORDER_PART: self.reorder}
+        written, deleted = checkpoint_changes(sources, full=False)
+        everything = checkpoint_changes(sources, full=True)[0] if self._log.wants_snapshot() else None
+        self._log.append(offset, written, deleted, everything)
         self._offset = offset
-
-    def _write(self, change: dict[str, Any]) -> None:
-        for key in change["deleted"]:
-            self._state.pop(key, None)
-        for key, value in change["written"].items():
-            self._state[key] = value
-        self._state[OFFSET_KEY] = pack(change["offset"])

@@ -83,30 +83,37 @@ class Reorder:
         watermark = min(self.marks[p] for p in range(self.partitions))
         if watermark <= self.applied_s:
             return []
+        released: list[Entry] = []
+        # Epoch by epoch, even when the slowest partition passes several ticks at once: the order must not
+        # depend on how far behind it was.
+        for epoch_s in sorted({item[3] for item in self.queued.values() if item[3] is not None and self.applied_s < item[3] <= watermark}):
+            released += self._release(epoch_s)
+            released.append((entry_id.encode(), {TICK_FIELD: pack(epoch_s)}))
         self.applied_s = watermark
-        return [*self._release(watermark), (entry_id.encode(), {TICK_FIELD: pack(watermark)})]
+        return released
 
     def _queue(self, offset: int, item: list[Any]) -> None:
         self.queued[offset] = item
         self._changed.add((QUEUED_PART, offset))
 
-    def _release(self, watermark: float) -> list[Entry]:
-        """Per partition, what came before its last tick at or below the watermark; the ticks themselves go."""
+    def _release(self, epoch_s: float) -> list[Entry]:
+        """Per partition in order, what came before its tick of this epoch; older ticks (sent again) go too."""
         by_partition: dict[int, list[int]] = {}
         for offset, item in self.queued.items():  # insertion order is offset order
             by_partition.setdefault(item[0], []).append(offset)
         released: list[Entry] = []
         for partition in sorted(by_partition):
-            offsets = by_partition[partition]
-            ticks = [i for i, o in enumerate(offsets) if self.queued[o][3] is not None and self.queued[o][3] <= watermark]
-            if not ticks:
-                continue
-            for offset in offsets[: ticks[-1] + 1]:
-                _, entry_id, payload, time_s = self.queued.pop(offset)
+            for offset in by_partition[partition]:
+                _, entry_id, payload, time_s = self.queued[offset]
+                if time_s is not None and time_s > epoch_s:
+                    break  # the next epoch's tick: it stays, with what follows it
+                del self.queued[offset]
                 self._changed.discard((QUEUED_PART, offset))
                 self._removed.add((QUEUED_PART, offset))
                 if time_s is None:
                     released.append((entry_id.encode(), {PAYLOAD_FIELD: payload}))
+                elif time_s == epoch_s:
+                    break  # this epoch's tick: what follows it belongs to the next
         return released
 
     def take_changes(self) -> tuple[Parts, set[PartKey]]:

@@ -1,4 +1,5 @@
-"""One-off records to the Faust engine's events topic, for commands (alert acks and silences) sent from the CLI.
+"""One-off records to the Faust engine's events topic, for commands (alert acks and silences) sent from the CLI;
+and the broker list of a `kafka://` URL.
 
 aiokafka, not faust: a CLI that acknowledges an alert needs no Faust app.
 """
@@ -10,17 +11,23 @@ import asyncio
 from processors.errors import ConfigError, ProcessorError
 
 
+def bootstrap(kafka_url: str) -> str:
+    """`host:port[,host:port]` from `kafka://host:port[,host:port]`, as aiokafka takes it."""
+    scheme, _, hosts = kafka_url.partition("://")
+    if scheme != "kafka" or not hosts or "/" in hosts.rstrip("/"):
+        raise ConfigError(f"expected kafka://host:port[,host:port], got {kafka_url!r}")
+    return hosts.rstrip("/")
+
+
 class SendError(ProcessorError):
     """The broker did not take the record."""
 
 
 def send_record(kafka_url: str, topic: str, key: str, value: bytes, timeout_s: float = 10.0) -> None:
     """One record, keyed like an emitter's batches, acknowledged by the broker before this returns."""
-    scheme, _, servers = kafka_url.partition("://")
-    if scheme != "kafka" or not servers:
-        raise ConfigError(f"expected kafka://host:port[,host:port], got {kafka_url!r}")
+    servers = bootstrap(kafka_url)
     try:
-        asyncio.run(asyncio.wait_for(_send(servers.rstrip("/"), topic, key, value), timeout_s))
+        asyncio.run(asyncio.wait_for(_send(servers, topic, key, value), timeout_s))
     except Exception as exc:  # noqa: BLE001 - the client's, the broker's, the network's: one clear error
         raise SendError(f"sending to Kafka topic {topic} at {servers}: {exc!r}") from exc
 

@@ -26,7 +26,8 @@ from processors.ledger import Ledger
 from processors.monitor import MonitorProcessor, MonitorSettings
 from processors.rules import load_rules
 from processors.runtime import applied_state, write_outputs
-from processors.scaleout.fold import PENDING_KEY, OrderedFold
+from processors.scaleout.fold import OrderedFold
+from processors.scaleout.statelog import StateLog
 from processors.scaleout.ordering import Reorder, forwarded, tick_value
 
 from tests.scaleout_log import COMPONENTS, Record, canonical, derived, per_partition, seeded_log
@@ -56,7 +57,7 @@ def fold_all(fold: OrderedFold, records: Sequence[tuple[int, bytes]], batch: int
         fold.fold(records[start : start + batch])
 
 
-def new_fold(client: redis.Redis, state: dict[str, bytes], names: Names, factory: Any = None) -> OrderedFold:
+def new_fold(client: redis.Redis, state: dict[str, bytes] | StateLog, names: Names, factory: Any = None) -> OrderedFold:
     return OrderedFold(processor_factory=factory or (lambda: MonitorProcessor(SETTINGS)), state=state, client=client, names=names)
 
 
@@ -99,6 +100,15 @@ def test_records_wait_for_the_slowest_partitions_tick_then_go_partition_by_parti
         tick_record(6, 1, 3, T + 2, 2),
     ]
     assert released(Reorder(), records) == ["b0.0", "b1.0", f"tick {T + 1}", "b1.2", f"tick {T + 2}"]
+
+
+def test_a_partition_that_passes_two_ticks_at_once_releases_them_epoch_by_epoch() -> None:
+    T = 1_800_000_000.0
+    records = [
+        batch_record(0, 0, 0), tick_record(1, 0, 1, T + 1, 2), batch_record(2, 0, 2), tick_record(3, 0, 3, T + 2, 2),
+        batch_record(4, 1, 0), tick_record(5, 1, 1, T + 1, 2), batch_record(6, 1, 2), tick_record(7, 1, 3, T + 2, 2),
+    ]  # partition 1 arrives late, with both its ticks
+    assert released(Reorder(), records) == ["b0.0", "b1.0", f"tick {T + 1}", "b0.2", "b1.2", f"tick {T + 2}"]
 
 
 def test_an_old_tick_moves_nothing_and_a_restore_loses_nothing_queued() -> None:
@@ -174,44 +184,69 @@ def test_a_table_behind_redis_recomputes_without_writing_twice(reference: dict[s
 
 
 class CutOff(dict[str, bytes]):
-    """A table whose changelog stops reaching the broker halfway through the nth batch's parts."""
+    """A table whose changelog stops reaching the broker after its nth record (mid-fold, between chunks)."""
 
-    def __init__(self, after_pending: int) -> None:
+    def __init__(self, after_records: int) -> None:
         super().__init__()
-        self.left = after_pending
-        self.parts_left: int | None = None
+        self.left = after_records
         self.recovered: dict[str, bytes] | None = None
 
     def __setitem__(self, key: str, value: bytes) -> None:
         super().__setitem__(key, value)
-        if self.recovered is not None:
-            return
-        if key == PENDING_KEY:
-            self.left -= 1
-            if self.left == 0:
-                self.parts_left = len(unpack(value)["written"]) // 2
-        elif self.parts_left is not None:
-            self.parts_left -= 1
-            if self.parts_left == 0:
-                self.recovered = dict(self)  # half of this batch's parts arrived, the rest and its offset never did
+        self.left -= 1
+        if self.left == 0:
+            self.recovered = dict(self)  # what a replacement reads back from the changelog
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        self.left -= 1
+        if self.left == 0:
+            self.recovered = dict(self)
 
 
-
-def test_a_worker_cut_off_while_writing_its_state_is_completed_from_the_pending_change(reference: dict[str, Any]) -> None:
-    client, names, state = fakeredis.FakeRedis(), Names("x"), CutOff(after_pending=20)
+@pytest.mark.parametrize("after_records", [1, 2, 3, 157, 158, 301])
+def test_a_worker_cut_off_while_writing_its_state_recovers_whole_folds_only(reference: dict[str, Any], after_records: int) -> None:
+    """Chunks of 300 bytes: every fold's change spans several records, then its head; any cut loses only whole folds."""
+    client, names, state = fakeredis.FakeRedis(), Names("x"), CutOff(after_records)
     records = ordered_records(LOG)
-    fold_all(new_fold(client, state, names), records[:200], 8)
+    fold_all(new_fold(client, StateLog(state, chunk_bytes=300), names), records[:200], 8)
     assert state.recovered is not None
-    fold_all(new_fold(client, state.recovered, names), records[150:], 8)
+    recovered = StateLog(state.recovered, chunk_bytes=300)
+    fold_all(new_fold(client, recovered, names), records[recovered.offset + 1 :], 8)
     assert derived(client, names) == reference
     assert applied_state(client, names, "faust")[1] == COUNTERS
+
+
+def test_snapshots_replace_the_deltas_and_a_restart_reads_them(reference: dict[str, Any]) -> None:
+    client, names, table = fakeredis.FakeRedis(), Names("x"), {}  # type: ignore[var-annotated]
+    records = ordered_records(LOG)
+    fold_all(new_fold(client, StateLog(table, snapshot_after_bytes=50_000), names), records[:250], 5)
+    head = StateLog(table).head()
+    assert head["serial"] > 2 * len(head["deltas"]), "snapshots must have replaced most deltas"
+    assert set(table) == {"head", *(k for chunks in head["snapshot"] + head["deltas"] for k in chunks)}  # nothing left behind
+    fold_all(new_fold(client, StateLog(table, snapshot_after_bytes=50_000), names), records[250:], 5)
+    assert derived(client, names) == reference
+
+
+def test_records_past_a_gap_wait_for_the_gap_to_be_read(reference: dict[str, Any]) -> None:
+    """A consumer that skipped ahead over a rebalance (faust-streaming #221) must not make the fold skip."""
+    client, names = fakeredis.FakeRedis(), Names("x")
+    records = ordered_records(LOG)
+    fold = new_fold(client, {}, names)
+    fold_all(fold, records[:100], 10)
+    fold.fold(records[120:130])
+    assert fold.wanted == 100 and fold.offset == 99
+    fold.fold(records[100:125])  # the seek back: the gap, then what came before
+    assert fold.wanted is None and fold.offset == 124
+    fold_all(fold, records[125:], 10)
+    assert derived(client, names) == reference
 
 
 def test_a_batch_forwarded_twice_is_counted_once(reference: dict[str, Any]) -> None:
     """Stage 1 is at least once: after its failover it forwards a partition's records again."""
     records = ordered_records(LOG)
-    again = [(offset + 1, value) for offset, value in records[100:120]]  # re-forwarded right after record 100
-    shifted = records[:101] + again + [(offset + 21, value) for offset, value in records[101:]]
+    values = [value for _, value in records[:101] + records[100:120] + records[101:]]  # 100..119 re-forwarded after 100
+    shifted = list(enumerate(values))
     client, names = fakeredis.FakeRedis(), Names("x")
     fold_all(new_fold(client, {}, names), shifted, 32)
     assert derived(client, names) == reference
