@@ -147,19 +147,22 @@ def test_run_folds_several_emitting_processes_and_status_and_replay_report_them(
 def test_run_keeps_going_without_the_web_server_when_its_port_is_taken(real_server: EmbeddedServer, tmp_path: Path) -> None:
     client = redis.Redis.from_url(real_server.url)
     client.flushall()
-    with socket.socket() as taken:
+    errors = tmp_path / "run.err"
+    with socket.socket() as taken, open(errors, "w") as err_file:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         env = env_for(tmp_path, PIPEPULSE_REDIS_URL=real_server.url, PIPEPULSE_WEB_PORT=str(taken.getsockname()[1]))
-        run = subprocess.Popen([*PIPEPULSE, "run", "--no-log-alerts"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        run = subprocess.Popen([*PIPEPULSE, "run", "--no-log-alerts"], env=env, stdout=subprocess.DEVNULL, stderr=err_file, text=True)
         try:
+            wait_until(lambda: "everything else keeps running" in errors.read_text(), timeout_s=30, what="run to report the web server gone")
             wait_until(lambda: client.hget("pipepulse:runtime", "monitor") and client.hget("pipepulse:runtime", "optimizer"), timeout_s=30, what="the processors")
             client.hdel("pipepulse:runtime", "monitor")
             wait_until(lambda: client.hget("pipepulse:runtime", "monitor"), timeout_s=30, what="the monitor still running after the web server gave up")
             assert run.poll() is None
         finally:
             run.send_signal(signal.SIGTERM)
-            _, err = run.communicate(timeout=60)
+            run.wait(60)
+    err = errors.read_text()
     assert run.returncode == 0, err
     assert "cannot serve on 127.0.0.1" in err and "everything else keeps running" in err
     client.close()
