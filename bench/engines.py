@@ -635,7 +635,7 @@ def main() -> None:
         f"\n  folded: batches seen committed; drain s: after the last send. The Faust engine releases a batch only once the tick after it has passed every"
         f"\n  partition, so its latency includes up to one tick interval ({TICK_EVERY_S:g} s here); the Redis runtime folds a batch when it reads it."
         "\n  tick->p50/p99 (faust): from the send of that tick to the commit, the engine's own delay without the wait for the tick."
-        "\nthe Redis runtime runs with tune_gc() as `pipepulse run` does; `pipepulse worker` does not call it. In the Faust engine stage 1 spreads the intake"
+        "\nboth engines run with tune_gc(), as `pipepulse run` and `pipepulse worker` do. In the Faust engine stage 1 spreads the intake"
         f"\n  over the workers ({args.partitions} partitions); the monitor stage is one partition, so a single worker folds whatever their count."
         f"\nall processes share this machine's {psutil.cpu_count()} cores with the servers and this bench; other cores: CPU used by anything else during"
         "\n  the engine's two phases (above ~0.1 the figures are perturbed). CPU times have a 10 ms resolution (servers us/ev 0: below it)."

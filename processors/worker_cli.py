@@ -13,6 +13,7 @@ from processors.config import Config
 from processors.connect import server_url
 from processors.monitor import MonitorProcessor
 from processors.rules import RuleError
+from processors.runtime import tune_gc
 
 
 @click.command()
@@ -33,6 +34,7 @@ def worker(config: Config, instance_id: str | None, ticks: bool, loglevel: str) 
     except ImportError as exc:
         raise click.ClickException(f"the Faust engine needs its extra: pip install 'pipepulse[kafka]' ({exc})") from exc
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    tune_gc()  # a processing process, as `pipepulse run`
     name = instance_id or f"{socket.gethostname()}-{os.getpid()}"
     with server_url(config) as url:
         engine = EngineSettings(
