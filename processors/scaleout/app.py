@@ -109,13 +109,15 @@ def build_app(settings: EngineSettings) -> faust.App:
             records = [(event.message.offset, event.value) for event in batch]
             log.debug("folding ordered records %d..%d", records[0][0], records[-1][0])
             await _fold_retrying(fold[0], records)
-            while fold[0].wanted is not None:
+            wanted = fold[0].wanted
+            if wanted is not None:
                 # Faust resumed past what the table holds (its commit can run ahead of a changelog still in its
                 # buffer): the records in between are read from the topic itself, then those refused.
-                wanted = fold[0].wanted
                 gap = await _read_range(settings.kafka_url, ordered.get_topic_name(), wanted, records[-1][0])
                 log.warning("read ordered records %d..%d back from the topic: Faust resumed past them", wanted, records[-1][0])
                 await _fold_retrying(fold[0], gap)
+                if fold[0].wanted is not None:  # the topic itself has a hole: folding on would lose what was in it
+                    raise ProcessorError(f"{ordered.get_topic_name()} has no record at offset {fold[0].wanted}")
             yield None
 
     if settings.tick_interval_s is not None:
