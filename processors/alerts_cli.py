@@ -180,7 +180,7 @@ def who(by: str | None) -> str:
 def _send(url: str, config: Config, command: AlertCommand) -> None:
     with reading(url) as client:
         try:
-            send_command(client, config.names, command, config.kafka_url)
+            send_command(client, config.names, command, config.command_kafka_url)
         except ProcessorError as exc:
             raise click.ClickException(str(exc)) from exc
 

@@ -111,7 +111,8 @@ def tail_command(config: Config, short: str, from_start: bool, count: int | None
 def run(
     config: Config, demo: bool, rules_file: Path | None, alert_webhook: str | None, log_alerts: bool, with_optimizer: bool, optimizer_mode: str | None, with_web: bool, engine: str | None, workers: int
 ) -> None:
-    """Run every processor, the ticker and the optimizer until Ctrl-C or SIGTERM; a second `run` waits as a hot standby."""
+    """Run every processor, the ticker and the optimizer until Ctrl-C or SIGTERM; a second `run` waits as a hot standby
+    (under --engine faust, the workers are the standbys: start them elsewhere, and a second run with --workers 0)."""
     config = dataclasses.replace(
         config, rules_file=rules_file or config.rules_file, alert_webhook_url=alert_webhook or config.alert_webhook_url, optimizer_mode=optimizer_mode or config.optimizer_mode
     )
@@ -135,7 +136,7 @@ def demo(config: Config, source: Path | None, concurrency: int, cache_size: int,
     arguments = ["--concurrency", str(concurrency), "--cache-size", str(cache_size), "--churn-per-s", str(churn_per_s)]
     if source is not None:
         arguments += ["--source", str(source)]
-    config = dataclasses.replace(config, optimizer_mode=optimizer_mode or config.optimizer_mode)
+    config = dataclasses.replace(config, optimizer_mode=optimizer_mode or config.optimizer_mode, engine="redis")  # the demo runs on the embedded default
     if faults:
         until_s = time.time() + duration_s(fault_for)
         with server_url(config) as url, reading(url) as client:
@@ -168,7 +169,7 @@ def fault(config: Config, kind: str, for_: str) -> None:
 def web_command(config: Config, host: str | None, port: int | None, allow_host: tuple[str, ...]) -> None:
     """Serve the JSON API, /metrics and live updates until Ctrl-C or SIGTERM (changes need the token)."""
     token, token_path = web.token_for(config.state_dir, config.web_token)
-    settings = web.WebSettings(host=host or config.web_host, port=port or config.web_port, token=token, extra_hosts=allow_host, kafka_url=config.kafka_url)
+    settings = web.WebSettings(host=host or config.web_host, port=port or config.web_port, token=token, extra_hosts=allow_host, kafka_url=config.command_kafka_url)
     with server_url(config) as url:
         client = redis.Redis.from_url(url, socket_timeout=5)
         click.echo(f"pipepulse web on http://127.0.0.1:{settings.port}/ (API under /api, Prometheus at /metrics)")
@@ -235,7 +236,7 @@ def all_processors(config: Config) -> list[Processor]:
 
 
 def _child_env(url: str, config: Config) -> dict[str, str]:
-    return {**os.environ, "PIPEPULSE_REDIS_URL": url, "PIPEPULSE_PREFIX": config.prefix}
+    return {**os.environ, "PIPEPULSE_REDIS_URL": url, "PIPEPULSE_PREFIX": config.prefix, "PIPEPULSE_ENGINE": config.engine}
 
 
 def _start_pipeline(url: str, config: Config, arguments: list[str], events_url: str | None = None) -> subprocess.Popen[bytes]:

@@ -52,6 +52,11 @@ class Config:
         return Names(self.prefix)
 
     @property
+    def command_kafka_url(self) -> str | None:
+        """Where acks and silences go besides Redis: the events topic, under the Faust engine only."""
+        return self.kafka_url if self.engine == "faust" else None
+
+    @property
     def stats_settings(self) -> StatsSettings:
         return StatsSettings(window_s=self.window_s, grace_s=self.grace_s, stale_after_s=self.stale_after_s)
 

@@ -379,15 +379,21 @@ def _queue_dead(pipe: Any, names: Names, dead: Sequence[Mapping[str, Any]], proc
 
 def commit_once(client: redis.Redis, names: Names, engine: str, commit: EngineCommit) -> bool:
     """Write a commit's outputs, dead letters, counters and offset in one MULTI, unless an offset at or
-    past it is already written: a replayed input cannot double an output. False when skipped."""
+    past it is already written: a replayed input cannot double an output. False when skipped.
+
+    Redis must hold `commit.previous`, the offset the writer last saw there; another offset means another
+    writer moved it meanwhile (a worker that lost its partition still folding), and LeaseLost is raised."""
     key = names.applied(engine)
     while True:
         with client.pipeline(transaction=True) as pipe:
             try:
                 pipe.watch(key)  # type: ignore[no-untyped-call]
-                applied = pipe.hget(key, "offset")
-                if applied is not None and int(applied) >= commit.offset:
+                raw = pipe.hget(key, "offset")
+                applied = -1 if raw is None else int(raw)
+                if applied >= commit.offset:
                     return False
+                if applied != commit.previous:
+                    raise LeaseLost(f"{key} is at {applied}, not {commit.previous}: another writer is folding the same input")
                 pipe.multi()
                 _queue_outputs(pipe, names, commit.outputs)
                 _queue_dead(pipe, names, commit.dead, commit.processor)
@@ -403,6 +409,7 @@ class EngineCommit:
     """What one fold of an engine's input writes: `offset` is the input's last offset it covers."""
 
     offset: int
+    previous: int  # the offset the writer last saw in Redis (-1: none)
     outputs: Sequence[Output]
     dead: Sequence[Mapping[str, Any]]
     counters: Mapping[str, int]

@@ -218,7 +218,7 @@ def test_run_with_the_faust_engine_serves_an_instrumented_program_that_changed_o
     monitor through the events topic."""
     env = env_for(
         tmp_path, PIPEPULSE_REDIS_URL=real_server.url, PIPEPULSE_PREFIX=prefix, PIPEPULSE_WINDOW_S="2", PIPEPULSE_STALE_AFTER_S="4",
-        PIPEPULSE_KAFKA_URL=kafka_broker.url, PIPEPULSE_KAFKA_PARTITIONS="4",
+        PIPEPULSE_KAFKA_URL=kafka_broker.url, PIPEPULSE_KAFKA_PARTITIONS="4", PIPEPULSE_ENGINE="faust",
     )
     out = open(tmp_path / "run.log", "wb")
     run = subprocess.Popen([*PIPEPULSE, "run", "--engine", "faust", "--workers", "2", "--no-optimizer", "--no-web", "--no-log-alerts"], env=env, stdout=out, stderr=subprocess.STDOUT)

@@ -66,6 +66,11 @@ class OrderedFold:
         self.reorder = Reorder.restore(parts.get(REORDER_PART, {}))
         self._offset = self._log.offset
         self._redis_offset = applied_state(self._client, self._names, ENGINE)[0]
+        if self._offset == -1 and self._redis_offset >= 0:
+            log.warning(
+                "the state table is empty but Redis holds outputs up to ordered offset %d: the log up to there is folded without writing "
+                "(if the Kafka topics were recreated under a prefix Redis already holds, delete %s)", self._redis_offset, self._names.applied(ENGINE)
+            )
 
     @property
     def offset(self) -> int:
@@ -74,6 +79,13 @@ class OrderedFold:
         return self._offset
 
     def fold(self, records: Sequence[Record]) -> None:
+        try:
+            self._fold_records(records)
+        except BaseException:
+            self._offset = None  # memory may be past the table now: rebuild from it before the records come again
+            raise
+
+    def _fold_records(self, records: Sequence[Record]) -> None:
         if self._log.offset != self._offset:
             if self._offset is not None:
                 log.info("the table moved on elsewhere (a rebalance): rebuilding from it")
@@ -113,9 +125,10 @@ class OrderedFold:
             dead.append({"reason": "processor_error", "detail": f"{type(exc).__name__}: {exc}"[:500], "entry_id": entry_id.decode()})
             self.ledger.count("dead_letters_total")
         if write:
-            self._commit(EngineCommit(offset=records[-1][0], outputs=outputs, dead=[*dead, *prepared.dead], counters=dict(self.ledger.counters), processor=self.processor.name))
+            self._commit(EngineCommit(offset=records[-1][0], previous=self._redis_offset, outputs=outputs, dead=[*dead, *prepared.dead], counters=dict(self.ledger.counters), processor=self.processor.name))
             self.metrics.committed(time.perf_counter() - started, [("ordered", prepared)])
         self._store(records[-1][0])
+        self._publish_metrics()
 
     def _release(self, records: Sequence[Record]) -> tuple[list[Entry], list[dict[str, Any]]]:
         """The entries the records release, in the one order; records that are not stage 1's become dead letters."""
@@ -143,17 +156,21 @@ class OrderedFold:
         raise ProcessorError("the monitor failed on a batch but on none of its entries alone")
 
     def _commit(self, commit: EngineCommit) -> None:
-        """Redis first, the table after: a crash between them replays into the offset guard, never past it."""
-        try:
-            if not commit_once(self._client, self._names, ENGINE, commit):
-                log.warning("Redis already holds outputs past ordered offset %d (another worker wrote them)", commit.offset)
-        except redis.RedisError:
-            self._offset = None  # memory is past the table now: rebuild before the records come again
-            raise
+        """Redis first, the table after: a crash between them replays into the offset guard, never past it.
+        A failure here leaves memory ahead of the table; `fold` marks it for a rebuild."""
+        if not commit_once(self._client, self._names, ENGINE, commit):
+            log.warning("Redis already holds outputs past ordered offset %d (another worker wrote them)", commit.offset)
         self._redis_offset = commit.offset
-        if self.metrics.due(METRICS_INTERVAL_S):
-            report = self.metrics.report(time.monotonic(), self.ledger.counters, lag=None, pending=None)
+
+    def _publish_metrics(self) -> None:
+        """The worker's own figures; a failure to write them loses a report, never a fold."""
+        if not self.metrics.due(METRICS_INTERVAL_S):
+            return
+        report = self.metrics.report(time.monotonic(), self.ledger.counters, lag=None, pending=None)
+        try:
             publish_report(self._client, self._names, self.processor.name, {**report, "engine": ENGINE, "host": socket.gethostname(), "pid": os.getpid()})  # which worker folds now
+        except redis.RedisError as exc:
+            log.warning("could not publish the runtime figures: %s", exc)
 
     def _store(self, offset: int) -> None:
         sources: dict[str, Stateful] = {PROCESSOR_PART: self.processor, LEDGER_PART: self.ledger, REORDER_PART: self.reorder}

@@ -64,6 +64,8 @@ class Reorder:
             entry_id = f"{int(partition)}-{int(source_offset)}"
         except (TypeError, ValueError) as exc:
             raise RejectedEntry("wrong_type", f"not a record forwarded by stage 1: {exc}") from exc
+        if not isinstance(payload, bytes):  # a record with no value (a tombstone) or one from a stray producer
+            raise RejectedEntry("wrong_type", f"record {entry_id} of the events topic has no bytes value: {type(payload).__name__}")
         if not is_tick:
             self._queue(offset, [partition, entry_id, payload, None])
             return []
@@ -87,8 +89,8 @@ class Reorder:
         # Epoch by epoch, even when the slowest partition passes several ticks at once: the order must not
         # depend on how far behind it was.
         for epoch_s in sorted({item[3] for item in self.queued.values() if item[3] is not None and self.applied_s < item[3] <= watermark}):
-            released += self._release(epoch_s)
-            released.append((entry_id.encode(), {TICK_FIELD: pack(epoch_s)}))
+            entries, tick_id = self._release(epoch_s)
+            released += [*entries, (tick_id.encode(), {TICK_FIELD: pack(epoch_s)})]
         self.applied_s = watermark
         return released
 
@@ -96,12 +98,14 @@ class Reorder:
         self.queued[offset] = item
         self._changed.add((QUEUED_PART, offset))
 
-    def _release(self, epoch_s: float) -> list[Entry]:
-        """Per partition in order, what came before its tick of this epoch; older ticks (sent again) go too."""
+    def _release(self, epoch_s: float) -> tuple[list[Entry], str]:
+        """Per partition in order, what came before its tick of this epoch (older ticks, sent again, go too);
+        and the id of the first partition's tick of this epoch, which names the epoch's tick entry."""
         by_partition: dict[int, list[int]] = {}
         for offset, item in self.queued.items():  # insertion order is offset order
             by_partition.setdefault(item[0], []).append(offset)
         released: list[Entry] = []
+        tick_ids: list[str] = []
         for partition in sorted(by_partition):
             for offset in by_partition[partition]:
                 _, entry_id, payload, time_s = self.queued[offset]
@@ -113,8 +117,9 @@ class Reorder:
                 if time_s is None:
                     released.append((entry_id.encode(), {PAYLOAD_FIELD: payload}))
                 elif time_s == epoch_s:
+                    tick_ids.append(entry_id)
                     break  # this epoch's tick: what follows it belongs to the next
-        return released
+        return released, tick_ids[0] if tick_ids else f"tick-{epoch_s}"
 
     def take_changes(self) -> tuple[Parts, set[PartKey]]:
         written: Parts = {key: self._part(key) for key in self._changed}

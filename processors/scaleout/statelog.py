@@ -6,7 +6,9 @@ as a snapshot and the deltas since, in chunks below Kafka's record size limit,
 and a `head` record naming them is written last: a changelog cut off at any
 record still holds a complete head, and everything that head names was
 written before it. Two or three records a fold, however many parts changed;
-a new snapshot once the deltas outgrow it, and the old chunks deleted.
+a new snapshot once the deltas since the last pass 32 MiB or 1,024 folds (the
+head names each delta, so their count bounds its size), and the old chunks
+deleted.
 """
 
 from __future__ import annotations
@@ -24,8 +26,11 @@ Fields = dict[bytes, bytes]  # checkpoint fields, as runtime.checkpoint_changes 
 
 
 class StateLog:
-    def __init__(self, table: MutableMapping[str, bytes], *, chunk_bytes: int = CHUNK_BYTES, snapshot_after_bytes: int = 32 * 1024 * 1024) -> None:
-        self._table, self._chunk_bytes, self._snapshot_after_bytes = table, chunk_bytes, snapshot_after_bytes
+    def __init__(
+        self, table: MutableMapping[str, bytes], *, chunk_bytes: int = CHUNK_BYTES, snapshot_after_bytes: int = 32 * 1024 * 1024, snapshot_after_deltas: int = 1024
+    ) -> None:
+        self._table, self._chunk_bytes = table, chunk_bytes
+        self._snapshot_after_bytes, self._snapshot_after_deltas = snapshot_after_bytes, snapshot_after_deltas
 
     def head(self) -> dict[str, Any]:
         raw = self._table.get(HEAD_KEY)
@@ -71,7 +76,8 @@ class StateLog:
             self._table.pop(key, None)
 
     def wants_snapshot(self) -> bool:
-        return int(self.head()["delta_bytes"]) > self._snapshot_after_bytes
+        head = self.head()
+        return int(head["delta_bytes"]) > self._snapshot_after_bytes or len(head["deltas"]) >= self._snapshot_after_deltas
 
     def _write(self, name: str, fields: Mapping[bytes, bytes]) -> list[str]:
         data = pack(dict(fields))

@@ -43,3 +43,9 @@ def test_optimizer_settings() -> None:
     config = Config.from_env({"PIPEPULSE_OPTIMIZER_MODE": "dry_run", "PIPEPULSE_OPTIMIZER_REDIS_URL": "redis://optimizer:s@127.0.0.1:6390/0"})
     assert (config.optimizer_mode, config.optimizer_redis_url) == ("dry_run", "redis://optimizer:s@127.0.0.1:6390/0")
     assert Config.from_env({}).optimizer_mode is None
+
+
+def test_acks_and_silences_go_to_kafka_under_the_faust_engine_only() -> None:
+    """A Kafka URL alone (docker-compose sets one for both profiles) must not move commands off the Redis log."""
+    assert Config.from_env({"PIPEPULSE_KAFKA_URL": "kafka://k:9092"}).command_kafka_url is None
+    assert Config.from_env({"PIPEPULSE_KAFKA_URL": "kafka://k:9092", "PIPEPULSE_ENGINE": "faust"}).command_kafka_url == "kafka://k:9092"

@@ -25,7 +25,7 @@ from processors.intake import Entry, prepare
 from processors.ledger import Ledger
 from processors.monitor import MonitorProcessor, MonitorSettings
 from processors.rules import load_rules
-from processors.runtime import applied_state, write_outputs
+from processors.runtime import LeaseLost, applied_state, write_outputs
 from processors.scaleout.fold import OrderedFold
 from processors.scaleout.statelog import StateLog
 from processors.scaleout.ordering import Reorder, forwarded, tick_value
@@ -228,6 +228,27 @@ def test_snapshots_replace_the_deltas_and_a_restart_reads_them(reference: dict[s
     assert derived(client, names) == reference
 
 
+def test_the_head_stays_small_however_small_the_deltas() -> None:
+    """Idle folds add tiny deltas; the head names each one, so their count must bring on a snapshot too."""
+    client, names, table = fakeredis.FakeRedis(), Names("x"), {}  # type: ignore[var-annotated]
+    fold_all(new_fold(client, StateLog(table, snapshot_after_deltas=16), names), ordered_records(LOG), 1)
+    head = StateLog(table).head()
+    assert head["serial"] == len(LOG) and len(head["deltas"]) < 16 and len(table["head"]) < 1000
+
+
+def test_a_writer_that_lost_its_partition_cannot_write_over_the_new_owner(reference: dict[str, Any]) -> None:
+    """Two folds on one Redis: the one that last saw Redis at an older offset is refused, not written twice."""
+    client, names = fakeredis.FakeRedis(), Names("x")
+    records = ordered_records(LOG)
+    owner, zombie = new_fold(client, {}, names), new_fold(client, {}, names)
+    zombie.fold(records[:10])
+    fold_all(owner, records[:100], 10)
+    with pytest.raises(LeaseLost, match="another writer"):
+        zombie.fold(records[10:150])
+    fold_all(owner, records[100:], 10)
+    assert derived(client, names) == reference
+
+
 def test_records_past_a_gap_wait_for_the_gap_to_be_read(reference: dict[str, Any]) -> None:
     """A consumer that skipped ahead over a rebalance (faust-streaming #221) must not make the fold skip."""
     client, names = fakeredis.FakeRedis(), Names("x")
@@ -276,6 +297,17 @@ def test_a_poison_record_is_dead_lettered_and_the_rest_folded() -> None:
     offset, counters = applied_state(client, names, "faust")
     assert offset == len(LOG) - 1 and counters["dead_letters_total"] == 1
     assert counters["events_total"] == 20 * 5 * 70 - 20
+
+
+def test_a_record_with_no_value_is_dead_lettered_and_nothing_else_changes(reference: dict[str, Any]) -> None:
+    """A tombstone on the events topic (or any producer's record without bytes) is forwarded like any record."""
+    values = [value for _, value in ordered_records(LOG)]
+    values.insert(50, forwarded(0, 10_000, False, None))  # type: ignore[arg-type]
+    client, names = fakeredis.FakeRedis(), Names("x")
+    fold_all(new_fold(client, {}, names), list(enumerate(values)), 16)
+    dead = [fields for _, fields in client.xrange(names.dead)]  # type: ignore[union-attr]
+    assert [(d[b"reason"], d[b"entry_id"]) for d in dead] == [(b"wrong_type", b"ordered-50")]
+    assert derived(client, names) == reference
 
 
 def test_a_malformed_tick_is_dead_lettered_and_time_goes_on() -> None:
