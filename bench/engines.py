@@ -313,7 +313,7 @@ class FaustEngine:
                 self._procs.append(subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent))
         topic = self.names.topic("events")
         try:
-            wait_until(lambda: self._alive() and asyncio.run(_partitions(self.broker.bootstrap, topic)) == self.partitions, 90, f"the workers to create {topic}", 0.2)
+            wait_until(lambda: self._alive() and self.broker.partitions(topic) == self.partitions, 90, f"the workers to create {topic}", 0.2)
         except TimeoutError as exc:
             raise RuntimeError(f"{exc}\n{self.log_tail()}") from exc
         self.settled()
@@ -357,17 +357,6 @@ class FaustEngine:
 
     def log_tail(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(self.logs.glob("*.log")))
-
-
-async def _partitions(bootstrap: str, topic: str) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        if topic not in await admin.list_topics():
-            return 0
-        return len((await admin.describe_topics([topic]))[0]["partitions"])
-    finally:
-        await admin.close()
 
 
 async def _group(bootstrap: str, group: str) -> tuple[str, int]:

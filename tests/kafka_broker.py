@@ -11,6 +11,7 @@ without leaving strands its group unless members use static membership
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -46,6 +47,10 @@ class KafkaBroker:
     def url(self) -> str:
         return f"kafka://{self.bootstrap}"
 
+    def partitions(self, topic: str) -> int:
+        """How many partitions `topic` has; 0 while it does not exist (asking does not create it)."""
+        return asyncio.run(_partitions(self.bootstrap, topic))
+
     def start(self, timeout_s: float = 15.0) -> KafkaBroker:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.data_dir / "broker.log", "ab")
@@ -74,6 +79,19 @@ class KafkaBroker:
                 self._proc.kill()
                 self._proc.wait()
         self._proc = None
+
+
+async def _partitions(bootstrap: str, topic: str) -> int:
+    from aiokafka.admin import AIOKafkaAdminClient  # here: conftest imports this module for every test
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        if topic not in await admin.list_topics():
+            return 0
+        return len((await admin.describe_topics([topic]))[0]["partitions"])
+    finally:
+        await admin.close()
 
 
 def required() -> bool:

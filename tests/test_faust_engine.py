@@ -20,7 +20,6 @@ from typing import Any, Callable, Sequence
 import pytest
 import redis
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 
 from emitters import PerformanceIntegrationService
 from emitters.config import EmitterConfig
@@ -73,7 +72,7 @@ class Engine:
 
     def wait_for_topic(self) -> None:
         """The workers create the events topic with its partitions; sending before would auto-create it with one."""
-        wait_until(lambda: asyncio.run(_partitions(self.broker.bootstrap, self.names.topic("events"))) == self.partitions, timeout_s=60, what="the worker to create the events topic")
+        wait_until(lambda: self.broker.partitions(self.names.topic("events")) == self.partitions, timeout_s=60, what="the worker to create the events topic")
 
     def send(self, log: Sequence[Record]) -> dict[str, int]:
         """The records as emitters and the leader send them; each component's partition, as the producer chose it."""
@@ -90,18 +89,6 @@ class Engine:
 
     def log_tail(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(self.logs.glob("*.log")))
-
-
-async def _partitions(bootstrap: str, topic: str) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        if topic not in await admin.list_topics():
-            return 0
-        described = await admin.describe_topics([topic])
-        return len(described[0]["partitions"])
-    finally:
-        await admin.close()
 
 
 async def _send(bootstrap: str, topic: str, log: Sequence[Record], partitions: int) -> dict[str, int]:

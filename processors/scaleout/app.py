@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
 import faust
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 import redis
 
 from schemas.names import Names
@@ -121,26 +121,14 @@ def build_app(settings: EngineSettings) -> faust.App:
             yield None
 
     if settings.tick_interval_s is not None:
-        # Its own plain producer: under exactly-once, Faust's would put each tick in a transaction that stays
-        # open until the next commit, and read-committed consumers see nothing past an open transaction.
-        ticks: list[AIOKafkaProducer] = []
 
         @app.timer(settings.tick_interval_s, on_leader=True)  # type: ignore[untyped-decorator]
         async def tick() -> None:
             """The runtime's clock, not the processors': stream time comes from these ticks and the events."""
-            if not ticks:
-                producer = AIOKafkaProducer(bootstrap_servers=bootstrap(settings.kafka_url), linger_ms=0)
-                await producer.start()
-                ticks.append(producer)
             partitions = app.consumer.topic_partitions(events.get_topic_name()) or settings.partitions
             value = tick_value(time.time(), partitions)
-            sent = [await ticks[0].send(events.get_topic_name(), value=value, partition=p, headers=[(KIND_HEADER, TICK_KIND)]) for p in range(partitions)]
-            await asyncio.gather(*sent)
-
-        @app.on_before_shutdown.connect
-        async def stop_ticks(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-            for producer in ticks:
-                await producer.stop()
+            for partition in range(partitions):
+                await events.send(value=value, partition=partition, headers=[(KIND_HEADER, TICK_KIND)])
 
     return app
 

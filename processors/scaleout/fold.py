@@ -54,7 +54,7 @@ class OrderedFold:
         self.metrics = RuntimeMetrics()
         self._offset: int | None = None  # None: memory is not built from the table yet (or no longer matches it)
         self._redis_offset = -1
-        self.wanted: int | None = None  # the offset to seek to when records came past a gap
+        self.wanted: int | None = None  # the first offset missing when records came past a gap: the caller reads it from the topic
 
     def _build(self) -> None:
         """Memory from the table (the last whole fold written), and where Redis stands."""
