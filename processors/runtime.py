@@ -246,8 +246,8 @@ class Worker:
             if "NOGROUP" not in str(exc):
                 raise
             log.warning("consumer group %s is missing (server restarted without persistence?): recreating it", self._group)
-            self._ensure_group()
-            self._cursor = dict.fromkeys(self.source.streams, "0")
+            # Activation first: it tells a restarted server (whose loss our state must outlive) from a deleted group.
+            self._active = False
             stop.wait(self.settings.backoff_initial_s)  # never a hot loop, whatever the server answers
             return
         read: dict[str, list[Entry]] = {stream.decode(): entries for stream, entries in response or []}  # type: ignore[union-attr,misc,str-unpack]

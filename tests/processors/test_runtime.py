@@ -7,6 +7,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -21,7 +22,7 @@ from processors.embedded import EmbeddedServer
 from processors.ledger import Ledger
 from processors.intake import Entry
 from processors.replay import replay
-from processors.runtime import load_checkpoint, read_derived
+from processors.runtime import RuntimeSettings, Worker, load_checkpoint, read_derived
 from processors.stats import StatsProcessor
 
 from tests.conftest import wait_until
@@ -230,6 +231,34 @@ def test_server_restart_under_load_resumes_unaided_and_losses_equal_gaps(appendo
     parts, ledger = load_checkpoint(client, Names("t"), "stats")
     watcher_id = watcher.split()[0]
     assert ("producer", watcher_id) in parts and watcher_id in ledger.marks
+    client.close()
+
+
+def test_a_server_restart_noticed_by_a_read_keeps_the_state_the_server_lost(server_factory: Callable[..., EmbeddedServer]) -> None:
+    """The restart is seen first as a missing group (the pool reconnects between commands), not as a failed call."""
+    server = server_factory(appendonly=False)
+    client = redis.Redis.from_url(server.url)
+    seed(client, [batch([op(T0 + 0.5)], seq=1, producer="p1", component="watcher"), tick(T0 + 2)])
+    restarted = threading.Event()
+
+    def restart_after_first_commit(stage: str) -> None:
+        if stage == "committed" and not restarted.is_set():
+            server.stop()
+            server.start()
+            restarted.set()
+
+    stop = threading.Event()
+    worker = Worker(url=server.url, names=Names("t"), processor=StatsProcessor(), settings=RuntimeSettings(lease_ttl_s=60), on_stage=restart_after_first_commit)
+    thread = threading.Thread(target=worker.run, args=(stop,))
+    thread.start()
+    try:
+        wait_until(restarted.is_set, what="the restart after the first commit")
+        seed(client, [batch([op(T0 + 3)], seq=1, producer="p2", component="parser"), tick(T0 + 30)])
+        wait_until(lambda: caught_up(client) and client.hexists(Names("t").latest("producers"), "p2"), what="the worker to fold p2 after the restart")
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert set(client.hkeys(Names("t").latest("producers"))) == {b"p1", b"p2"}  # type: ignore[arg-type]
     client.close()
 
 
