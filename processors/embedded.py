@@ -106,8 +106,9 @@ class EmbeddedServer:
             "--appendfsync", "everysec",
             "--maxmemory-policy", "noeviction",  # eviction would silently delete live streams
         ]  # fmt: skip
+        # A session of its own: a terminal's Ctrl-C reaches the owner, which stops the parts using the server before it.
         self._process = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent, start_new_session=True
         )
         self._wait_until_ready(timeout_s)
         return self

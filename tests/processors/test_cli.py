@@ -82,6 +82,26 @@ def test_a_bad_setting_is_a_usage_error_naming_the_variable(tmp_path: Path) -> N
     assert "PIPEPULSE_SERVER_PORT" in result.stderr
 
 
+def test_ctrl_c_at_a_terminal_stops_every_part_before_the_embedded_server(tmp_path: Path) -> None:
+    """A terminal's Ctrl-C signals the whole foreground process group; the server must still outlive the parts using it."""
+    env = env_for(tmp_path, PIPEPULSE_SERVER_PORT=str(free_port()))
+    run = subprocess.Popen([*PIPEPULSE, "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        url_file = tmp_path / "state" / "server.url"
+        url = wait_until(lambda: url_file.exists() and url_file.read_text(), timeout_s=30, what="the server URL")
+        client = redis.Redis.from_url(url)
+        wait_until(lambda: client.exists(Names("pipepulse").lease("monitor"), Names("pipepulse").lease("optimizer")) == 2, timeout_s=30, what="the monitor and the optimizer holding their leases")
+        client.close()
+        os.killpg(run.pid, signal.SIGINT)
+        _, err = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.communicate()
+    assert run.returncode == 0, err
+    assert "WARNING" not in err and "Traceback" not in err, err  # every lease released, no part cut off from Redis
+
+
 def test_the_embedded_server_dies_with_a_killed_owner(tmp_path: Path) -> None:
     env = env_for(tmp_path, PIPEPULSE_SERVER_PORT=str(free_port()))
     proc = subprocess.Popen([*PIPEPULSE, "server"], env=env, stdout=subprocess.DEVNULL)
