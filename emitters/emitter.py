@@ -84,12 +84,12 @@ class Emitter:
         self.component = component
         self.config = settings
         self._clock = clock
-        self._max_entry_bytes = max_entry_bytes
         self._component_config = dict(component_config or {})
         self._depends_on = None if depends_on is None else _names_of(depends_on)
         self._names = CardinalityGuard(max_names=max_names)
         self._known_names = self._names.known  # a live view, checked before admit() to skip a call on the hot path
         self._sink = sink or _default_sink(settings, component)
+        self._max_entry_bytes = min(max_entry_bytes, self._sink.max_payload_bytes)
         self._closed = False
         self._start_process()
         _install_hooks()

@@ -21,8 +21,9 @@ from urllib.parse import urlsplit
 
 from emitters.errors import ConfigError, SinkError
 from emitters.sink import KAFKA_SCHEME
-# A batch is at most 1 MiB (schemas.checks.Limits.max_entry_bytes), plus the record's own overhead.
-MAX_REQUEST_BYTES: Final = 2 * 1024 * 1024
+# Under a broker's default message.max.bytes (1,048,588) and the producer's max_request_size (1 MiB), with room
+# for the key, the headers and the record batch's own overhead: a bigger batch would be refused every time.
+MAX_PAYLOAD_BYTES: Final = 1_000_000
 
 
 def bootstrap_servers(url: str) -> str:
@@ -35,6 +36,8 @@ def bootstrap_servers(url: str) -> str:
 
 class KafkaSink:
     """One record per batch to `topic`, keyed by `key` (the component)."""
+
+    max_payload_bytes = MAX_PAYLOAD_BYTES
 
     def __init__(self, *, url: str, topic: str, key: str, socket_timeout_s: float = 1.0) -> None:
         self.url = url
@@ -62,7 +65,6 @@ class KafkaSink:
             bootstrap_servers=self._servers,
             enable_idempotence=True,  # retries within the producer keep order and add no duplicates
             linger_ms=5,
-            max_request_size=MAX_REQUEST_BYTES,
             request_timeout_ms=max(1000, int(self._timeout_s * 1000)),
         )
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -14,7 +15,7 @@ from schemas import Batch, OperationEvent, decode_batch
 from schemas.names import Names
 
 from emitters import ConfigError, Emitter, EmitterConfig
-from emitters.kafka_sink import bootstrap_servers
+from emitters.kafka_sink import MAX_PAYLOAD_BYTES, bootstrap_servers
 
 from tests.conftest import wait_until
 from tests.kafka_broker import KafkaBroker
@@ -31,8 +32,15 @@ async def _create_topic(bootstrap: str, topic: str) -> None:
         await admin.close()
 
 
-async def _records(bootstrap: str, topic: str, expected_events: int) -> list[tuple[int, bytes, Batch]]:
-    """(partition, key, batch) of every record, read until `expected_events` events arrived (or 20 s passed)."""
+class Received(NamedTuple):
+    partition: int
+    key: bytes
+    batch: Batch
+    value_bytes: int
+
+
+async def _records(bootstrap: str, topic: str, expected_events: int) -> list[Received]:
+    """Every record, read until `expected_events` events arrived (or 20 s passed)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
@@ -40,12 +48,12 @@ async def _records(bootstrap: str, topic: str, expected_events: int) -> list[tup
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
-        found: list[tuple[int, bytes, Batch]] = []
+        found: list[Received] = []
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 20
-        while sum(len(b.events) for _, _, b in found) < expected_events and loop.time() < deadline:
+        while sum(len(r.batch.events) for r in found) < expected_events and loop.time() < deadline:
             for tp, messages in (await consumer.getmany(timeout_ms=500)).items():
-                found += [(tp.partition, m.key, decode_batch(m.value).batch) for m in messages]
+                found += [Received(tp.partition, m.key, decode_batch(m.value).batch, len(m.value)) for m in messages]
         return found
     finally:
         await consumer.stop()
@@ -64,12 +72,12 @@ def test_batches_arrive_intact_keyed_by_component_in_order_per_partition(kafka_b
         em.close()
     records = asyncio.run(_records(kafka_broker.bootstrap, topic, 3 * (300 + 2)))  # each: started, 300 operations, stopped
     by_component: dict[str, set[int]] = {}
-    for partition, key, batch in records:
+    for partition, key, batch, _ in records:
         assert key == batch.component.encode()
         by_component.setdefault(batch.component, set()).add(partition)
     assert {c: len(p) for c, p in by_component.items()} == {"parser": 1, "extractor": 1, "detector": 1}  # one partition each
     for component in by_component:
-        batches = [b for _, _, b in records if b.component == component]
+        batches = [r.batch for r in records if r.batch.component == component]
         assert [b.seq for b in batches] == list(range(len(batches)))  # in order, gap-free, no duplicate
         durations = [e.duration_ms for b in batches for e in b.events if isinstance(e, OperationEvent)]
         assert durations == [float(i) for i in range(300)]
@@ -89,7 +97,7 @@ def test_with_the_broker_down_nothing_blocks_drops_are_counted_and_delivery_resu
         em.close()
         stats = em.stats()
         records = asyncio.run(_records(broker.bootstrap, Names(prefix).topic("events"), stats.delivered_total))
-        events = sum(len(b.events) for _, _, b in records)
+        events = sum(len(r.batch.events) for r in records)
         assert events == stats.delivered_total
         assert stats.delivered_total + stats.dropped_total == 1000 + 2  # every event delivered or counted, started and stopped included
     finally:
@@ -114,6 +122,23 @@ def test_events_url_sends_batches_to_kafka_while_redis_url_stays(kafka_broker: K
     emitter.close()
     assert emitter.stats().delivered_total >= 1 and emitter.stats().dropped_total == 0
     records = asyncio.run(_records(kafka_broker.bootstrap, topic, 1))
-    assert {key for _, key, _ in records} == {b"parser"} and any(isinstance(e, OperationEvent) for _, _, b in records for e in b.events)
+    assert {r.key for r in records} == {b"parser"} and any(isinstance(e, OperationEvent) for r in records for e in r.batch.events)
     with pytest.raises(ConfigError):
         Emitter("parser", config=EmitterConfig(events_url="kafka:///nowhere"))
+
+
+def test_no_record_is_bigger_than_a_broker_accepts_by_default(kafka_broker: KafkaBroker, prefix: str) -> None:
+    """A batch the processors would take (up to 1 MiB) but real Kafka would refuse every time is split to fit."""
+    assert MAX_PAYLOAD_BYTES + len(b"extractor") + 256 <= 1_048_588  # Kafka's default message.max.bytes; 256 B for the batch's own overhead
+    events = 720  # of about 1.43 kB each: batches of about 1.03 MB, between our cap and 1 MiB
+    counters = {f"counter_{n:02d}_of_a_long_name": float(n) for n in range(40)}
+    em = Emitter("extractor", config=EmitterConfig(redis_url=kafka_broker.url, prefix=prefix, batch_max_events=events, flush_interval_s=60))
+    for i in range(2 * events):
+        em.record("extract", float(i), counters=counters)
+    assert em.flush(20)
+    em.close()
+    assert em.stats().delivered_total == 2 * events + 2 and em.stats().invalid_total == 0
+    records = asyncio.run(_records(kafka_broker.bootstrap, Names(prefix).topic("events"), 2 * events + 2))
+    assert sum(len(r.batch.events) for r in records) == 2 * events + 2
+    assert max(r.value_bytes for r in records) <= MAX_PAYLOAD_BYTES
+    assert max(r.value_bytes for r in records) > MAX_PAYLOAD_BYTES // 3  # split in halves, not into small pieces
