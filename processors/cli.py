@@ -30,7 +30,7 @@ from processors.optimizer_cli import ensure_optimizer_groups, optimizer
 from processors.report_cli import report
 from processors.components_cli import components
 from processors.runtime import Ticker, Worker, ensure_group, tune_gc
-from processors.service import Child, serve, stop_on_signals
+from processors.service import Child, serve, spawn, stop_on_signals
 from processors.monitor import MonitorProcessor
 from processors.rules import RuleError
 from processors.status import health_summary
@@ -219,7 +219,7 @@ def serve_all(config: Config, *, log_alerts: bool, with_optimizer: bool, with_we
                 started.append((_start_optimizer(url, config), True))
             if with_web:
                 # The web server is a window, not a part: if its port is taken, the rest runs on without it.
-                started.append((subprocess.Popen([sys.executable, "-m", "processors", "web"], env=_child_env(url, config)), False))
+                started.append((spawn([sys.executable, "-m", "processors", "web"], _child_env(url, config)), False))
             if pipeline is not None:
                 started.append((_start_pipeline(url, config, pipeline, events_url=config.kafka_url if faust else None), True))
             return started
@@ -243,12 +243,12 @@ def _start_pipeline(url: str, config: Config, arguments: list[str], events_url: 
     """With `events_url` (the Faust engine's broker) its events go there; control settings stay on Redis."""
     click.echo("demo pipeline: detecting function calls in " + (arguments[arguments.index("--source") + 1] if "--source" in arguments else "the standard library"))
     env = _child_env(url, config) | ({"PIPEPULSE_EVENTS_URL": events_url} if events_url else {})
-    return subprocess.Popen([sys.executable, "-m", "emitters.demo", *arguments], env=env)
+    return spawn([sys.executable, "-m", "emitters.demo", *arguments], env)
 
 
 def _start_faust_worker(url: str, config: Config, index: int) -> subprocess.Popen[bytes]:
     """A stable name per slot (static membership): restarted, a worker takes its partitions back at once."""
-    return subprocess.Popen([sys.executable, "-m", "processors", "worker", "--id", f"{socket.gethostname()}-{index}"], env=_child_env(url, config))
+    return spawn([sys.executable, "-m", "processors", "worker", "--id", f"{socket.gethostname()}-{index}"], _child_env(url, config))
 
 
 def _start_optimizer(url: str, config: Config) -> subprocess.Popen[bytes]:
@@ -256,7 +256,7 @@ def _start_optimizer(url: str, config: Config) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "processors", "optimizer"]
     if config.optimizer_mode:
         command += ["--mode", config.optimizer_mode]
-    return subprocess.Popen(command, env=_child_env(url, config))
+    return spawn(command, _child_env(url, config))
 
 
 def _start_alert_forwarder(url: str, config: Config, log_alerts: bool) -> subprocess.Popen[bytes]:
@@ -267,7 +267,7 @@ def _start_alert_forwarder(url: str, config: Config, log_alerts: bool) -> subpro
         click.echo(f"forwarding alerts to {config.alert_webhook_url} (Alertmanager webhook v4)")
     if log_alerts:
         command.append("--log")
-    return subprocess.Popen(command, env=_child_env(url, config))
+    return spawn(command, _child_env(url, config))
 
 
 @cli.command()

@@ -1,4 +1,4 @@
-"""Running workers in threads (and helper processes) until Ctrl-C or SIGTERM, for the long-running commands."""
+"""Running workers in threads (and helper processes) until Ctrl-C, SIGTERM or a closed terminal, for the long-running commands."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import signal
 import subprocess
 import threading
 from types import FrameType
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Mapping, Protocol, Sequence
 
 import click
 
@@ -16,15 +16,21 @@ class Runner(Protocol):
 
 
 def stop_on_signals() -> threading.Event:
-    """An event set by SIGTERM or SIGINT: each worker then finishes and commits the batch in hand."""
+    """An event set by SIGTERM, SIGINT or SIGHUP (a closed terminal): each worker then finishes and commits the batch in hand."""
     stop = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, request_stop)
     return stop
+
+
+def spawn(command: Sequence[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+    """A child in a session of its own: only its parent stops it (SIGTERM, when `serve` ends), so a terminal's
+    Ctrl-C never reaches it halfway through starting (a traceback) or ahead of the parent's own shutdown."""
+    return subprocess.Popen(list(command), env=dict(env), start_new_session=True)
 
 
 Child = tuple[subprocess.Popen[bytes], bool]  # a helper process, and whether everything stops when it exits

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import redis
 
 from emitters import Emitter
@@ -82,8 +83,9 @@ def test_a_bad_setting_is_a_usage_error_naming_the_variable(tmp_path: Path) -> N
     assert "PIPEPULSE_SERVER_PORT" in result.stderr
 
 
-def test_ctrl_c_at_a_terminal_stops_every_part_before_the_embedded_server(tmp_path: Path) -> None:
-    """A terminal's Ctrl-C signals the whole foreground process group; the server must still outlive the parts using it."""
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGHUP], ids=["ctrl-c", "terminal-closed"])
+def test_a_terminal_signal_stops_every_part_before_the_embedded_server(signum: signal.Signals, tmp_path: Path) -> None:
+    """A terminal signals its whole foreground process group; the server must still outlive the parts using it."""
     env = env_for(tmp_path, PIPEPULSE_SERVER_PORT=str(free_port()))
     run = subprocess.Popen([*PIPEPULSE, "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
@@ -92,7 +94,7 @@ def test_ctrl_c_at_a_terminal_stops_every_part_before_the_embedded_server(tmp_pa
         client = redis.Redis.from_url(url)
         wait_until(lambda: client.exists(Names("pipepulse").lease("monitor"), Names("pipepulse").lease("optimizer")) == 2, timeout_s=30, what="the monitor and the optimizer holding their leases")
         client.close()
-        os.killpg(run.pid, signal.SIGINT)
+        os.killpg(run.pid, signum)
         _, err = run.communicate(timeout=60)
     finally:
         if run.poll() is None:
