@@ -224,6 +224,14 @@ def test_run_with_the_faust_engine_serves_an_instrumented_program_that_changed_o
         assert ack.returncode == 0 and f"ack {fingerprint}: applied" in ack.stdout, ack.stdout + ack.stderr
         acked = json.loads(redis.Redis.from_url(real_server.url).hget(Names(prefix).latest("alerts"), fingerprint) or "null")
         assert acked is not None and acked["acked_by"], acked
+
+        def monitor_figures() -> dict[str, Any] | None:
+            status = subprocess.run([*PIPEPULSE, "status", "--json"], env=env, capture_output=True, text=True, timeout=60)
+            figures: dict[str, Any] = json.loads(status.stdout)["runtime"].get("monitor", {})
+            return figures if figures.get("lag_entries") is not None else None
+
+        figures = wait_until(monitor_figures, timeout_s=30, what="the monitor's lag in status")
+        assert figures["engine"] == "faust" and figures["lag_entries"] >= 0
     finally:
         service.stop()
         run.send_signal(signal.SIGTERM)

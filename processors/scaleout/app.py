@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
 import faust
+from faust.exceptions import ConsumerNotStarted
+from faust.types import TP
 from aiokafka import AIOKafkaConsumer, TopicPartition
 import redis
 
@@ -107,6 +109,7 @@ def build_app(settings: EngineSettings) -> faust.App:
             if not fold:
                 fold.append(OrderedFold(processor_factory=settings.processor_factory, state=state, client=client, names=names))
             records = [(event.message.offset, event.value) for event in batch]
+            fold[0].highwater = _highwater(app, batch[-1].message.tp)
             log.debug("folding ordered records %d..%d", records[0][0], records[-1][0])
             await _fold_retrying(fold[0], records)
             wanted = fold[0].wanted
@@ -131,6 +134,14 @@ def build_app(settings: EngineSettings) -> faust.App:
                 await events.send(value=value, partition=partition, headers=[(KIND_HEADER, TICK_KIND)])
 
     return app
+
+
+def _highwater(app: faust.App, tp: TP) -> int | None:
+    """The partition's end offset, for the lag; unknown (None) while the consumer is not running, as under the test context."""
+    try:
+        return app.consumer.highwater(tp)
+    except ConsumerNotStarted:
+        return None
 
 
 async def _fold_retrying(fold: OrderedFold, records: list[tuple[int, bytes]]) -> None:

@@ -55,6 +55,7 @@ class OrderedFold:
         self._offset: int | None = None  # None: memory is not built from the table yet (or no longer matches it)
         self._redis_offset = -1
         self.wanted: int | None = None  # the first offset missing when records came past a gap: the caller reads it from the topic
+        self.highwater: int | None = None  # the ordered partition's end offset as the consumer last saw it (None: unknown), for the lag
 
     def _build(self) -> None:
         """Memory from the table (the last whole fold written), and where Redis stands."""
@@ -166,7 +167,8 @@ class OrderedFold:
         """The worker's own figures; a failure to write them loses a report, never a fold."""
         if not self.metrics.due(METRICS_INTERVAL_S):
             return
-        report = self.metrics.report(time.monotonic(), self.ledger.counters, lag=None, pending=None)
+        lag = None if self.highwater is None else max(0, self.highwater - 1 - self.offset)  # ordered records not yet folded
+        report = self.metrics.report(time.monotonic(), self.ledger.counters, lag=lag, pending=None)
         try:
             publish_report(self._client, self._names, self.processor.name, {**report, "engine": ENGINE, "host": socket.gethostname(), "pid": os.getpid()})  # which worker folds now
         except redis.RedisError as exc:

@@ -263,6 +263,20 @@ def test_records_past_a_gap_wait_for_the_gap_to_be_read(reference: dict[str, Any
     assert derived(client, names) == reference
 
 
+def test_the_runtime_figures_count_the_ordered_records_not_yet_folded() -> None:
+    """`pipepulse status` and /metrics read the lag from here, as they do the Redis runtime's."""
+    client, names = fakeredis.FakeRedis(), Names("x")
+    records = ordered_records(LOG)
+    fold = new_fold(client, {}, names)
+    fold.fold(records[:50])
+    assert json.loads(client.hget(names.runtime, "monitor"))["lag_entries"] is None  # type: ignore[arg-type]  # the end offset unknown
+    fold.metrics.published_at = float("-inf")  # the next fold reports again, without waiting out the interval
+    fold.highwater = len(records)
+    fold.fold(records[50:100])
+    report = json.loads(client.hget(names.runtime, "monitor"))  # type: ignore[arg-type]
+    assert (report["lag_entries"], report["engine"]) == (len(records) - 100, "faust")
+
+
 def test_a_batch_forwarded_twice_is_counted_once(reference: dict[str, Any]) -> None:
     """Stage 1 is at least once: after its failover it forwards a partition's records again."""
     records = ordered_records(LOG)
