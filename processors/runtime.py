@@ -117,7 +117,9 @@ class Lease:
         self._renewed_at = time.monotonic()
 
     def release(self) -> None:
-        """Hand over at once on a clean shutdown, rather than after the TTL."""
+        """Hand over at once on a clean shutdown, rather than after the TTL (if it may still be ours)."""
+        if time.monotonic() - self._renewed_at >= self._ttl_ms / 1000:
+            return
         try:
             self._client.eval(self._RELEASE, 1, self.key, self.token)
         except redis.RedisError as exc:
@@ -189,14 +191,14 @@ class Worker:
         self._release()
 
     def _release(self) -> None:
-        if self._active:
-            self._lease.release()
+        self._lease.release()
         self._client.close()
 
     # -- activation: lease, restart detection, restore, group
 
     def _activate(self) -> bool:
         if not self._lease.acquire():
+            self._state_valid = False  # another instance is active: what it commits from now on is not in our memory
             return False
         run_id = str(self._client.info("server")["run_id"])
         if self._run_id is not None and run_id != self._run_id:
@@ -245,7 +247,7 @@ class Worker:
         except redis.ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise
-            log.warning("consumer group %s is missing (server restarted without persistence?): recreating it", self._group)
+            log.warning("consumer group %s is missing (server restarted without persistence?): activating again", self._group)
             # Activation first: it tells a restarted server (whose loss our state must outlive) from a deleted group.
             self._active = False
             stop.wait(self.settings.backoff_initial_s)  # never a hot loop, whatever the server answers

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -234,31 +235,75 @@ def test_server_restart_under_load_resumes_unaided_and_losses_equal_gaps(appendo
     client.close()
 
 
-def test_a_server_restart_noticed_by_a_read_keeps_the_state_the_server_lost(server_factory: Callable[..., EmbeddedServer]) -> None:
-    """The restart is seen first as a missing group (the pool reconnects between commands), not as a failed call."""
-    server = server_factory(appendonly=False)
-    client = redis.Redis.from_url(server.url)
-    seed(client, [batch([op(T0 + 0.5)], seq=1, producer="p1", component="watcher"), tick(T0 + 2)])
-    restarted = threading.Event()
+class HeldAfterFirstCommit:
+    """A stage hook that holds its worker just after its first commit (its connection idle in the pool, so redis-py
+    reconnects it unnoticed) while the test's own thread restarts the server, which dies with the thread that started it."""
 
-    def restart_after_first_commit(stage: str) -> None:
-        if stage == "committed" and not restarted.is_set():
-            server.stop()
-            server.start()
-            restarted.set()
+    def __init__(self) -> None:
+        self.committed, self.released = threading.Event(), threading.Event()
 
+    def __call__(self, stage: str) -> None:
+        if stage == "committed" and not self.committed.is_set():
+            self.committed.set()
+            self.released.wait(30)
+
+    def restart(self, server: EmbeddedServer) -> None:
+        wait_until(self.committed.is_set, what="the first commit")
+        server.stop()
+        server.start()
+
+
+@contextmanager
+def running(worker: Worker) -> Iterator[None]:
     stop = threading.Event()
-    worker = Worker(url=server.url, names=Names("t"), processor=StatsProcessor(), settings=RuntimeSettings(lease_ttl_s=60), on_stage=restart_after_first_commit)
     thread = threading.Thread(target=worker.run, args=(stop,))
     thread.start()
     try:
-        wait_until(restarted.is_set, what="the restart after the first commit")
-        seed(client, [batch([op(T0 + 3)], seq=1, producer="p2", component="parser"), tick(T0 + 30)])
-        wait_until(lambda: caught_up(client) and client.hexists(Names("t").latest("producers"), "p2"), what="the worker to fold p2 after the restart")
+        yield
     finally:
         stop.set()
         thread.join(timeout=10)
+
+
+def folded(client: redis.Redis, producer: str) -> bool:
+    return caught_up(client) and bool(client.hexists(Names("t").latest("producers"), producer))
+
+
+def test_a_server_restart_noticed_by_a_read_keeps_the_state_the_server_lost(server_factory: Callable[..., EmbeddedServer]) -> None:
+    """The restart is seen first as a missing group, not as a failed call."""
+    server = server_factory(appendonly=False)
+    client = redis.Redis.from_url(server.url)
+    seed(client, [batch([op(T0 + 0.5)], seq=1, producer="p1", component="watcher"), tick(T0 + 2)])
+    hold = HeldAfterFirstCommit()
+    with running(Worker(url=server.url, names=Names("t"), processor=StatsProcessor(), settings=RuntimeSettings(lease_ttl_s=60), on_stage=hold)):
+        hold.restart(server)
+        hold.released.set()
+        seed(client, [batch([op(T0 + 3)], seq=1, producer="p2", component="parser"), tick(T0 + 30)])
+        wait_until(lambda: folded(client, "p2"), what="the worker to fold p2 after the restart")
     assert set(client.hkeys(Names("t").latest("producers"))) == {b"p1", b"p2"}  # type: ignore[arg-type]
+    client.close()
+
+
+def test_a_worker_that_finds_a_standby_active_after_a_restart_resumes_from_what_the_standby_committed(server_factory: Callable[..., EmbeddedServer]) -> None:
+    server = server_factory(appendonly=False)
+    client = redis.Redis.from_url(server.url)
+    names, settings = Names("t"), RuntimeSettings(lease_ttl_s=10)  # renewed every 3.3 s: the missing group is seen first
+    seed(client, [batch([op(T0 + 0.5)], seq=1, producer="p1", component="watcher"), tick(T0 + 2)])
+    hold = HeldAfterFirstCommit()
+    first = Worker(url=server.url, names=names, processor=StatsProcessor(), settings=settings, on_stage=hold)
+    standby = Worker(url=server.url, names=names, processor=StatsProcessor(), settings=settings)
+    with running(first):
+        hold.restart(server)
+        client.set(names.lease("stats"), standby.lease_token, px=10_000)  # the standby wins the race for the lease the restart lost
+        hold.released.set()
+        with running(standby):
+            seed(client, [batch([op(T0 + 3)], seq=1, producer="p2", component="parser"), tick(T0 + 30)])
+            wait_until(lambda: folded(client, "p2"), what="the standby to fold p2")
+        wait_until(lambda: client.get(names.lease("stats")) == first.lease_token.encode(), what="the first worker active again")
+        seed(client, [batch([op(T0 + 31)], seq=1, producer="p3", component="detector"), tick(T0 + 60)])
+        wait_until(lambda: folded(client, "p3"), what="the first worker to fold p3")
+    parts, _ = load_checkpoint(client, names, "stats")
+    assert {key for key in parts if key[0] == "producer"} == {("producer", "p2"), ("producer", "p3")}  # p1 died with the server
     client.close()
 
 
