@@ -89,7 +89,7 @@ class Emitter:
         self._names = CardinalityGuard(max_names=max_names)
         self._known_names = self._names.known  # a live view, checked before admit() to skip a call on the hot path
         self._sink = sink or _default_sink(settings, component)
-        self._max_entry_bytes = min(max_entry_bytes, self._sink.max_payload_bytes)
+        self._max_entry_bytes = min(max_entry_bytes, getattr(self._sink, "max_payload_bytes", max_entry_bytes))  # optional: users' own sinks predate it
         self._closed = False
         self._start_process()
         _install_hooks()

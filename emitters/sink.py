@@ -8,7 +8,6 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from schemas.checks import Limits
 from schemas.codec import PAYLOAD_FIELD
 
 from emitters.errors import SinkError
@@ -17,12 +16,11 @@ KAFKA_SCHEME: Final = "kafka"  # a kafka:// URL selects emitters.kafka_sink.Kafk
 
 
 class Sink(Protocol):
-    """Delivers encoded batches; raises SinkError when it cannot (the flusher retries)."""
+    """Delivers encoded batches; raises SinkError when it cannot (the flusher retries).
 
-    @property
-    def max_payload_bytes(self) -> int:
-        """The largest payload it delivers: the emitter splits batches to fit (a bigger one would be retried forever)."""
-        ...
+    A sink whose transport caps a payload below the processors' 1 MiB states it as `max_payload_bytes`
+    (as KafkaSink does): the emitter then splits batches to fit, where a bigger one would be retried forever.
+    """
 
     def send(self, payloads: Sequence[bytes]) -> None: ...
 
@@ -39,8 +37,6 @@ class RedisSink:
     redis-py's own retries are off: a retried XADD after a lost reply makes a
     second entry, so the flusher owns retrying and consumers deduplicate by seq.
     """
-
-    max_payload_bytes = Limits().max_entry_bytes  # what the processors accept
 
     def __init__(
         self,

@@ -14,15 +14,13 @@ import threading
 import time
 from typing import Callable, Sequence, TypeVar
 
-from schemas import Batch, Event, Limits, decode_batch
+from schemas import Batch, Event, decode_batch
 
 from emitters.errors import SinkError
 
 
 class MemorySink:
     """Keeps every delivered payload; set `failing = True` to simulate an unreachable server."""
-
-    max_payload_bytes = Limits().max_entry_bytes
 
     def __init__(self) -> None:
         self.payloads: list[bytes] = []

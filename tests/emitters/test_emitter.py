@@ -59,6 +59,30 @@ def test_entries_respect_the_byte_cap(redis_client: redis.Redis) -> None:
     assert sum(len(decode_batch(f[b"b"]).batch.events) for _, f in entries) == 202  # with started and stopped
 
 
+
+class CappedSink(MemorySink):
+    """A transport with a payload limit of its own, as KafkaSink states one."""
+
+    def __init__(self, max_payload_bytes: int) -> None:
+        super().__init__()
+        self.max_payload_bytes = max_payload_bytes
+
+
+@pytest.mark.parametrize(
+    ("sink", "emitter_cap", "expected_cap"),
+    [(CappedSink(600), 1 << 20, 600), (CappedSink(1 << 30), 600, 600), (MemorySink(), 600, 600)],
+    ids=["the sink's cap is smaller", "the emitter's cap is smaller", "a sink that states none"],
+)
+def test_batches_are_split_to_the_smaller_of_the_emitters_and_the_sinks_cap(sink: MemorySink, emitter_cap: int, expected_cap: int) -> None:
+    em = Emitter("parser", sink=sink, max_entry_bytes=emitter_cap)
+    for i in range(200):
+        em.record("parse_file", duration_ms=1.0, counters={"calls_detected": i})
+    assert em.flush(10)
+    em.close()
+    sizes = [len(payload) for payload in sink.payloads]
+    assert len(sizes) > 1 and max(sizes) <= expected_cap
+    assert sum(len(batch.events) for batch in sink.batches) == 202  # with started and stopped: nothing lost to the split
+
 def test_track_records_sync_async_and_exceptions() -> None:
     sink = MemorySink()
     em = Emitter("parser", sink=sink)

@@ -128,7 +128,7 @@ def test_events_url_sends_batches_to_kafka_while_redis_url_stays(kafka_broker: K
 
 
 def test_no_record_is_bigger_than_a_broker_accepts_by_default(kafka_broker: KafkaBroker, prefix: str) -> None:
-    """A batch the processors would take (up to 1 MiB) but real Kafka would refuse every time is split to fit."""
+    """Batches the processors would take (up to 1 MiB) are split to leave a margin under a broker's record limit."""
     assert MAX_PAYLOAD_BYTES + len(b"extractor") + 256 <= 1_048_588  # Kafka's default message.max.bytes; 256 B for the batch's own overhead
     events = 720  # of about 1.43 kB each: batches of about 1.03 MB, between our cap and 1 MiB
     counters = {f"counter_{n:02d}_of_a_long_name": float(n) for n in range(40)}
