@@ -132,7 +132,7 @@ def _alerts(active: list[Mapping[str, Any]]) -> Iterator[Metric]:
 
 def _runtime(reports: Mapping[str, Mapping[str, Any]]) -> Iterator[Metric]:
     """USE for the processors themselves: utilisation (events/s), saturation (lag), errors (dead letters, gaps)."""
-    lag = GaugeMetricFamily("pipepulse_processor_lag_entries", "Entries not yet read by the processor's consumer group (saturation).", labels=["processor"])
+    lag = GaugeMetricFamily("pipepulse_processor_lag_entries", "Entries not yet processed (saturation): on Redis, not yet read by the processor's group; under Faust, ordered records not yet folded.", labels=["processor"])
     rate = GaugeMetricFamily("pipepulse_processor_events_per_second", "Events the processor folded per second.", labels=["processor"])
     counters = {name: CounterMetricFamily(f"pipepulse_processor_{name.removesuffix('_total')}", text, labels=["processor"]) for name, text in RUNTIME_COUNTERS}
     for processor, report in sorted(reports.items()):

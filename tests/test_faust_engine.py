@@ -231,7 +231,7 @@ def test_run_with_the_faust_engine_serves_an_instrumented_program_that_changed_o
             return figures if figures.get("lag_entries") is not None else None
 
         figures = wait_until(monitor_figures, timeout_s=30, what="the monitor's lag in status")
-        assert figures["engine"] == "faust" and figures["lag_entries"] >= 0
+        assert figures["engine"] == "faust" and isinstance(figures["lag_entries"], int)
     finally:
         service.stop()
         run.send_signal(signal.SIGTERM)

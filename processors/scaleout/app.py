@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
 import faust
-from faust.exceptions import ConsumerNotStarted
 from faust.types import TP
 from aiokafka import AIOKafkaConsumer, TopicPartition
 import redis
@@ -41,7 +40,8 @@ from processors.scaleout.records import bootstrap
 from processors.scaleout.ordering import KIND_HEADER, TICK_KIND, forwarded, tick_value
 
 log = logging.getLogger("pipepulse.faust")
-# A batch is at most 1 MiB (schemas.checks.Limits), forwarded with a few bytes more.
+# Above any record sent: batches of at most 1,000,000 bytes (emitters.kafka_sink) forwarded with a few bytes more,
+# and state chunks of 512 KiB. The broker's message.max.bytes is the limit that counts.
 MAX_RECORD_BYTES = 2 * 1024 * 1024
 
 
@@ -137,10 +137,11 @@ def build_app(settings: EngineSettings) -> faust.App:
 
 
 def _highwater(app: faust.App, tp: TP) -> int | None:
-    """The partition's end offset, for the lag; unknown (None) while the consumer is not running, as under the test context."""
+    """The partition's end offset, for the lag; unknown (None) when the consumer cannot tell (not running, as under
+    the test context, or the partition revoked mid-batch): a figure is never a reason to fail a fold."""
     try:
         return app.consumer.highwater(tp)
-    except ConsumerNotStarted:
+    except Exception:  # noqa: BLE001 - aiokafka asserts on a revoked partition; Faust raises ConsumerNotStarted
         return None
 
 
