@@ -28,11 +28,11 @@ from schemas.events import (
     Scalar,
     SystemSample,
 )
-from schemas.names import EVENTS_MAXLEN
+from schemas.names import EVENTS_MAXLEN, KAFKA_SCHEME
 
 from emitters.config import EmitterConfig
 from emitters.flusher import Flusher, Identity, Row
-from emitters.sink import KAFKA_SCHEME, RedisSink, Sink
+from emitters.sink import RedisSink, Sink
 from emitters.tracking import Operation
 
 _live: weakref.WeakSet[Emitter] = weakref.WeakSet()

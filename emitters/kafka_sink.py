@@ -17,10 +17,10 @@ import asyncio
 import concurrent.futures
 import threading
 from typing import Any, Coroutine, Final, Sequence
-from urllib.parse import urlsplit
+
+from schemas.names import kafka_servers
 
 from emitters.errors import ConfigError, SinkError
-from emitters.sink import KAFKA_SCHEME
 # Under a broker's default message.max.bytes (1,048,588) and the producer's max_request_size (1 MiB), with room
 # for the key, the headers and the record batch's own overhead: a bigger batch would be refused every time.
 MAX_PAYLOAD_BYTES: Final = 1_000_000
@@ -28,10 +28,10 @@ MAX_PAYLOAD_BYTES: Final = 1_000_000
 
 def bootstrap_servers(url: str) -> str:
     """`host:port[,host:port]` from a `kafka://` URL; a clear error for anything else."""
-    parts = urlsplit(url)
-    if parts.scheme != KAFKA_SCHEME or not parts.netloc or parts.path not in ("", "/"):
-        raise ConfigError(f"expected kafka://host:port[,host:port], got {url!r}")
-    return parts.netloc
+    try:
+        return kafka_servers(url)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 class KafkaSink:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Final, Protocol, Sequence
+from typing import Protocol, Sequence
 
 import redis
 from redis.backoff import NoBackoff
@@ -12,7 +12,6 @@ from schemas.codec import PAYLOAD_FIELD
 
 from emitters.errors import SinkError
 
-KAFKA_SCHEME: Final = "kafka"  # a kafka:// URL selects emitters.kafka_sink.KafkaSink instead
 
 
 class Sink(Protocol):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Final
+from urllib.parse import urlsplit
 
 DEFAULT_PREFIX: Final = "pipepulse"
 _TOPIC: Final = re.compile(r"[A-Za-z0-9._-]+")
@@ -40,6 +41,17 @@ COMMAND_STREAMS: Final = ("optimizer_commands",)
 # Kafka topics of the Faust engine: `events` (the batches, partitioned by component) and `ordered`
 # (one partition: the partitions' records merged into the one log the monitor folds).
 TOPICS: Final = ("events", "ordered")
+
+
+KAFKA_SCHEME: Final = "kafka"  # a kafka:// URL names the Faust engine's broker, where a Redis URL would go
+
+
+def kafka_servers(url: str) -> str:
+    """`host:port[,host:port]` from `kafka://host:port[,host:port]`, as Kafka clients take it; ValueError for anything else."""
+    parts = urlsplit(url)
+    if parts.scheme != KAFKA_SCHEME or not parts.netloc or parts.path not in ("", "/"):
+        raise ValueError(f"expected kafka://host:port[,host:port], got {url!r}")
+    return parts.netloc
 
 
 @dataclass(frozen=True, slots=True)

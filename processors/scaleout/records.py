@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import asyncio
 
+from schemas.names import kafka_servers
+
 from processors.errors import ConfigError, ProcessorError
 
 
 def bootstrap(kafka_url: str) -> str:
     """`host:port[,host:port]` from `kafka://host:port[,host:port]`, as aiokafka takes it."""
-    scheme, _, hosts = kafka_url.partition("://")
-    if scheme != "kafka" or not hosts or "/" in hosts.rstrip("/"):
-        raise ConfigError(f"expected kafka://host:port[,host:port], got {kafka_url!r}")
-    return hosts.rstrip("/")
+    try:
+        return kafka_servers(kafka_url)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 class SendError(ProcessorError):

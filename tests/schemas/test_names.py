@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from schemas import Names
-from schemas.names import DERIVED_STREAMS
+from schemas.names import DERIVED_STREAMS, kafka_servers
 
 
 def test_public_stream_names_follow_the_prefix() -> None:
@@ -43,3 +43,10 @@ def test_kafka_topics_follow_the_prefix_and_kafkas_rules() -> None:
         Names("acme:prod").topic("events")  # ':' is fine in a Redis key, not in a topic
     with pytest.raises(ValueError, match="unknown topic"):
         Names().topic("stats")  # derived streams stay in Redis
+
+
+def test_a_kafka_url_names_its_servers_for_the_emitters_and_the_engine_alike() -> None:
+    assert kafka_servers("kafka://a:9092,b:9092") == kafka_servers("kafka://a:9092,b:9092/") == "a:9092,b:9092"
+    for bad in ("kafka://", "kafka://host:9092/topic", "redis://host:6379", "host:9092"):
+        with pytest.raises(ValueError):
+            kafka_servers(bad)
