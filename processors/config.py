@@ -6,7 +6,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, TypeVar
+from typing import Mapping, Sequence, TypeVar
 
 from schemas import DEFAULT_PREFIX, Names
 from schemas.control import MODES
@@ -100,27 +100,22 @@ class Config:
             rules_file=Path(env["PIPEPULSE_RULES_FILE"]) if env.get("PIPEPULSE_RULES_FILE") else None,
             alert_webhook_url=env.get("PIPEPULSE_ALERT_WEBHOOK_URL") or None,
             optimizer_redis_url=env.get("PIPEPULSE_OPTIMIZER_REDIS_URL") or None,
-            optimizer_mode=_mode(env.get("PIPEPULSE_OPTIMIZER_MODE") or None),
+            optimizer_mode=_choice(env, "PIPEPULSE_OPTIMIZER_MODE", MODES),
             web_port=_number(env, "PIPEPULSE_WEB_PORT", int, 8765, minimum=1),
             web_host=env.get("PIPEPULSE_WEB_HOST") or "127.0.0.1",
             web_token=env.get("PIPEPULSE_WEB_TOKEN") or None,
-            engine=_choice(env, "PIPEPULSE_ENGINE", ENGINES, "redis"),
+            engine=_choice(env, "PIPEPULSE_ENGINE", ENGINES) or "redis",
             kafka_url=env.get("PIPEPULSE_KAFKA_URL") or None,
             kafka_partitions=_number(env, "PIPEPULSE_KAFKA_PARTITIONS", int, 8, minimum=1),
         )
 
 
-def _choice(env: Mapping[str, str], variable: str, choices: tuple[str, ...], default: str) -> str:
-    value = env.get(variable) or default
-    if value not in choices:
+def _choice(env: Mapping[str, str], variable: str, choices: Sequence[str]) -> str | None:
+    """The variable's value, one of `choices`; None when unset."""
+    value = env.get(variable) or None
+    if value is not None and value not in choices:
         raise ConfigError(f"{variable}={value!r} must be one of {', '.join(choices)}")
     return value
-
-
-def _mode(text: str | None) -> str | None:
-    if text is not None and text not in MODES:
-        raise ConfigError(f"PIPEPULSE_OPTIMIZER_MODE={text!r} must be one of {', '.join(MODES)}")
-    return text
 
 
 def _number(env: Mapping[str, str], variable: str, kind: type[T], default: T, minimum: float = 0.0) -> T:
