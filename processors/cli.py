@@ -194,10 +194,11 @@ def serve_all(config: Config, *, log_alerts: bool, with_optimizer: bool, with_we
     with server_url(config) as url:
         names = config.names
         settings = config.runtime_settings
-        runners: list[Ticker | Worker] = [Ticker(url=url, names=names, settings=settings), *(Worker(url=url, names=names, processor=p, settings=settings) for p in processors)]
-        if faust:
-            runners = []  # the workers fold the events topic and tick; Redis holds their snapshots
+        runners: list[Ticker | Worker] = []
+        if faust:  # the workers fold the events topic and tick; Redis holds their snapshots
             click.echo(f"engine: faust, {faust_workers or 'no'} workers here on {config.kafka_url} (topic {names.topic('events')}, {config.kafka_partitions} partitions)")
+        else:
+            runners = [Ticker(url=url, names=names, settings=settings), *(Worker(url=url, names=names, processor=p, settings=settings) for p in processors)]
         forward = bool(config.alert_webhook_url or log_alerts)
         # The consumers' groups exist before any alert or advice is written, so they miss none however slowly they start.
         if forward:
