@@ -69,14 +69,14 @@ def test_the_monitor_agent_folds_ordered_records_into_redis_and_its_table(tmp_pa
     asyncio.set_event_loop(loop)
     built = app(tmp_path, redis_url=real_server.url, prefix=prefix)
     monitor = built.agents["processors.scaleout.app.monitor"]
+    client = redis.Redis.from_url(real_server.url)
 
     async def run() -> None:
         async with monitor.test_context() as agent:
             for _, value in ordered_records(log):  # test_context numbers them from 0, as ordered_records does
                 await agent.put(value)
-            await asyncio.sleep(0)
             wait = loop.time() + 20
-            while applied_state(redis.Redis.from_url(real_server.url), Names(prefix), "faust")[0] < len(log) - 1 and loop.time() < wait:
+            while applied_state(client, Names(prefix), "faust")[0] < len(log) - 1 and loop.time() < wait:
                 await asyncio.sleep(0.05)  # the agent folds in batches of up to 50 ms: this awaits it, with a deadline
 
     try:
@@ -85,7 +85,6 @@ def test_the_monitor_agent_folds_ordered_records_into_redis_and_its_table(tmp_pa
         asyncio.set_event_loop(None)
         loop.close()
         built.consumer._thread.thread_loop.close()
-    client = redis.Redis.from_url(real_server.url)
     assert applied_state(client, Names(prefix), "faust")[0] == len(log) - 1
     expected = derived(redis_runtime(log, Names("x")), Names("x"))
     assert expected["stream stats"] and derived(client, Names(prefix)) == expected
